@@ -1,0 +1,7 @@
+"""Memory Mosaics (Zhang, Nolte, Sadhukhan, Chen, Bottou, ICLR 2025) in PyTorch."""
+
+from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig, load_pretrained
+
+__version__ = "0.1.0"
+
+__all__ = ["GPT", "GPTConfig", "LanguageModel", "MemoryMosaic", "MosaicConfig", "load_pretrained"]

@@ -1,0 +1,88 @@
+"""Feature extractors of eq. (6): keys φ summarise the recent past, values ψ peek one step into the future."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from memory_mosaics.ops.leaky import leaky_average
+
+EPS = 1e-10
+MAX_LOG_SCALE = math.log(65535)  # the authors clamp the key scale exponent here
+
+
+def split_heads(x: Tensor, n_head: int) -> Tensor:
+    """(B, T, d) -> (B, H, T, d/H)."""
+    B, T, d = x.shape
+    return x.view(B, T, n_head, d // n_head).transpose(1, 2)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """(B, H, T, hs) -> (B, T, H·hs)."""
+    B, H, T, hs = x.shape
+    return x.transpose(1, 2).reshape(B, T, H * hs)
+
+
+def scaled_norm(x: Tensor, log_scale: Tensor) -> Tensor:
+    """x / (‖x‖ + ε) · exp(log_scale_h), per head; x is (B, H, T, hs)."""
+    return x / (x.norm(dim=-1, keepdim=True) + EPS) * torch.exp(log_scale).view(1, -1, 1, 1).to(x.dtype)
+
+
+class KeyExtractor(nn.Module):
+    """φ: k_t = s_h · k̄_t/‖k̄_t‖ with k̄_t = Σ_{i≤t} exp(-β_h (t-i)) W_k x_i.
+
+    Parameters follow the authors' parametrisation (so their checkpoints map one to one): β_h = 10·|leaky_key_beta_h|,
+    s_h = exp(min(10·scale_power·key_scale_h, log 65535)). Since queries equal keys, the kernel bandwidth of eq. (3) is
+    s_h². A persistent memory uses ``scale_power = 2``, because its bank keys carry no scale of their own.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, bias: bool = True, scale_power: int = 1) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.scale_power = scale_power
+        self.W_k = nn.Linear(n_embd, n_embd, bias=bias)
+        self.leaky_key_beta = nn.Parameter(torch.linspace(0.5, 5.0, n_head) / 10)  # λ_h from 0.61 to 0.007
+        self.key_scale = nn.Parameter(torch.full((n_head,), 0.1))
+
+    @property
+    def decay_rate(self) -> Tensor:
+        """β_h, so that the leaky-average coefficient is λ_h = exp(-β_h)."""
+        return 10 * self.leaky_key_beta.abs()
+
+    @property
+    def log_scale(self) -> Tensor:
+        return torch.clamp(10 * self.scale_power * self.key_scale, max=MAX_LOG_SCALE)
+
+    def forward(self, x: Tensor, leaky_state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Keys (B, H, T, hs) for inputs (B, T, d), and the new leaky state k̄ at the last position."""
+        k_bar, last = leaky_average(split_heads(self.W_k(x), self.n_head), self.decay_rate, leaky_state)
+        return scaled_norm(k_bar, self.log_scale), last
+
+
+class ValueExtractor(nn.Module):
+    """ψ (peek-ahead): v_t = r_h · Norm((1 - c_h)·u_{t+1} + c_h·u_t), with u = W_v x and r_h = exp(10·val_scale_h).
+
+    In a full sequence the last position has no successor; it takes u_{T} = 0 and its value is never read, because
+    retrieval with look-ahead ≥ 1 excludes it.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, bias: bool = True) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.W_v = nn.Linear(n_embd, n_embd, bias=bias)
+        self.coef = nn.Parameter(torch.rand(n_head))
+        self.val_scale = nn.Parameter(torch.full((n_head,), -0.05))
+
+    def project(self, x: Tensor) -> Tensor:
+        """u = W_v x per head, (B, H, T, hs)."""
+        return split_heads(self.W_v(x), self.n_head)
+
+    def combine(self, u_next: Tensor, u_now: Tensor) -> Tensor:
+        c = self.coef.view(1, -1, 1, 1).to(u_now.dtype)
+        return scaled_norm((1 - c) * u_next + c * u_now, 10 * self.val_scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        u = self.project(x)
+        return self.combine(torch.cat([u[:, :, 1:], torch.zeros_like(u[:, :, :1])], dim=2), u)

@@ -1,0 +1,47 @@
+"""Persistent memory unit (Appendix D.1): the same key extractor and retrieval, over a fixed learned bank of pairs."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from memory_mosaics.layers.features import KeyExtractor, merge_heads
+from memory_mosaics.ops.retrieval import retrieval
+from memory_mosaics.state import PersistentState
+
+
+class PersistentMemory(nn.Module):
+    """H persistent memories of m slots each, followed by the combining layer W_o.
+
+    y_t = exp(10·o_h) · mean over banks of softmax(k_t · P_kᵀ) P_v. The bank is a parameter (learned at training time,
+    fixed at inference), so there is no value extractor. Bank attention runs on ``scaled_dot_product_attention`` so the
+    (T × m) score matrix is never stored for the backward pass.
+    """
+
+    def __init__(
+        self, n_embd: int, n_head: int, size: int, count: int = 1, bias: bool = True, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        if n_embd % n_head:
+            raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
+        if size < 1 or count < 1:
+            raise ValueError(f"a persistent memory needs size >= 1 and count >= 1 (got size {size}, count {count})")
+        hs = n_embd // n_head
+        self.key = KeyExtractor(n_embd, n_head, bias, scale_power=2)
+        self.P_k = nn.Parameter(torch.randn(count, n_head, size, hs) / hs**0.5)
+        self.P_v = nn.Parameter(torch.randn(count, n_head, size, hs) / hs**0.5)
+        self.out_scale = nn.Parameter(torch.full((n_head,), -0.05))
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, state: PersistentState | None = None) -> Tensor:
+        k, leaky = self.key(x, None if state is None else state.leaky)
+        if state is not None:
+            state.leaky = leaky
+        B = k.shape[0]
+        y = sum(
+            retrieval(k, pk.unsqueeze(0).expand(B, -1, -1, -1), pv.unsqueeze(0).expand(B, -1, -1, -1), lookahead=None)
+            for pk, pv in zip(self.P_k.to(k.dtype), self.P_v.to(k.dtype), strict=True)
+        )
+        y = y * (torch.exp(10 * self.out_scale) / self.P_k.shape[0]).view(1, -1, 1, 1).to(y.dtype)
+        return self.resid_dropout(self.c_proj(merge_heads(y)))

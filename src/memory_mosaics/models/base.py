@@ -1,0 +1,179 @@
+"""What the Memory Mosaic and the GPT baseline share: the language-model forward, initialisation, streaming state,
+accounting, and safetensors checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_model, safe_open, save_model
+from torch import Tensor, nn
+
+from memory_mosaics.state import ModelState
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class LanguageModel(nn.Module):
+    """Token embedding, a stack of blocks, final LayerNorm, and an output head tied to the embedding.
+
+    Subclasses build ``self.wte``, ``self.blocks``, ``self.ln_f`` and implement ``embed`` and ``init_state``.
+    """
+
+    model_type: ClassVar[str]
+    config_class: ClassVar[type]
+    #: parameters counted as position encoding (excluded from the non-embedding count and from FLOPs)
+    position_params: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+
+    def _tie_and_init(self) -> None:
+        self.lm_head = nn.Linear(self.config.n_embd, self.config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied embeddings
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2L)
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    # ---- forward -------------------------------------------------------------------------------------------------
+    def embed(self, idx: Tensor, position: int) -> Tensor:
+        raise NotImplementedError
+
+    def init_state(self) -> ModelState:
+        """A fresh streaming state (an empty memory); pass it to ``forward`` to prefill and then step."""
+        raise NotImplementedError
+
+    @property
+    def max_context(self) -> int | None:
+        """The longest sequence the model can read (None: unbounded)."""
+        return None
+
+    def forward(
+        self, idx: Tensor, targets: Tensor | None = None, state: ModelState | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits (B, T, V) and, with ``targets`` (B, T; -1 = ignore), the mean cross-entropy.
+
+        With a ``state``, ``idx`` continues the sequence the state has seen (a prompt chunk or a single token) and the
+        state is updated in place; the logits equal those of one forward over the whole sequence.
+        """
+        if idx.dim() != 2:
+            raise ValueError(f"idx must be (batch, time) token ids, got shape {tuple(idx.shape)}")
+        position = 0 if state is None else state.position
+        if self.max_context is not None and position + idx.shape[1] > self.max_context:
+            raise ValueError(
+                f"sequence of {position + idx.shape[1]} tokens is longer than this model's {self.max_context} "
+                "learned positions; use rope, alibi or none positions (or a Memory Mosaic) to go further"
+            )
+        x = self.embed(idx, position)
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if state is None else state.layers[i])
+        logits = self.lm_head(self.ln_f(x))
+        if state is not None:
+            state.position += idx.shape[1]
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    # ---- accounting ----------------------------------------------------------------------------------------------
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; ``non_embedding`` drops the token and position embeddings (the tied head is not double
+        counted)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.wte.weight.numel() + sum(self.get_parameter(name).numel() for name in self.position_params)
+        return n
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token (forward + backward), PaLM-style: 6 per weight used in a matmul, plus attention
+        (12·L·d·T for scores and weighted sums over a context of T) and what the subclass adds."""
+        T = seq_len or self.config.block_size
+        c = self.config
+        n_matmul = self.num_params(non_embedding=True) + self.wte.weight.numel()  # the head is a matmul
+        return 6 * n_matmul + 12 * c.n_layer * c.n_embd * T + self._extra_flops_per_token(T)
+
+    def _extra_flops_per_token(self, seq_len: int) -> int:
+        return 0
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory``; each file is written then renamed, so an
+        interrupted save never leaves a half-written file under the final name."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / (WEIGHTS_FILE + ".tmp")
+        save_model(self, str(tmp))
+        tmp.replace(directory / WEIGHTS_FILE)
+        meta = {"model_type": self.model_type, "config": dataclasses.asdict(self.config)}
+        tmp = directory / (CONFIG_FILE + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        tmp.replace(directory / CONFIG_FILE)
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, vocab_size: int | None = None, map_location: str | torch.device = "cpu"
+    ) -> LanguageModel:
+        """Load a model saved by ``save_pretrained``. ``vocab_size``, when given, must match the checkpoint's."""
+        directory = Path(directory)
+        model_type, config = read_config(directory)
+        if model_type != cls.model_type:
+            raise ValueError(f"{directory} holds a {model_type!r} model, not a {cls.model_type!r} model")
+        if vocab_size is not None and vocab_size != config["vocab_size"]:
+            raise ValueError(
+                f"vocabulary mismatch: {directory / CONFIG_FILE} has vocab_size {config['vocab_size']}, "
+                f"but {vocab_size} was expected (is this checkpoint from another tokenizer?)"
+            )
+        model = cls(cls.config_class(**config))
+        weights = directory / WEIGHTS_FILE
+        if not weights.is_file():
+            raise FileNotFoundError(f"no weights file {weights}")
+        try:
+            with safe_open(str(weights), framework="pt") as f:
+                for name in ("wte.weight", "lm_head.weight"):  # tied: safetensors stores one of the two
+                    if name in f.keys():  # noqa: SIM118 (safe_open has no __contains__)
+                        rows = f.get_slice(name).get_shape()[0]
+                        if rows != config["vocab_size"]:
+                            raise ValueError(
+                                f"vocabulary mismatch: {weights} has {rows} embedding rows but its config says "
+                                f"vocab_size {config['vocab_size']}"
+                            )
+            missing, unexpected = load_model(model, str(weights), strict=False, device=str(map_location))
+        except (SafetensorError, OSError, RuntimeError) as e:
+            raise ValueError(f"cannot load {weights}: {e}") from e
+        if missing or unexpected:
+            raise ValueError(
+                f"{weights} does not fit a {cls.model_type} model: missing {missing}, unexpected {unexpected}"
+            )
+        return model.to(map_location)
+
+
+def read_config(directory: Path) -> tuple[str, dict[str, Any]]:
+    path = directory / CONFIG_FILE
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no checkpoint directory {directory}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} has no {CONFIG_FILE}; is it a directory written by save_pretrained?")
+    try:
+        meta = json.loads(path.read_text())
+        return meta["model_type"], meta["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a valid model config: {e}") from e

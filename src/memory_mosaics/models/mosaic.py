@@ -1,0 +1,88 @@
+"""The Memory Mosaic language model (Figure 6, right): no position encoding, tied embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from memory_mosaics.layers.block import PERSISTENT_KINDS, MosaicBlock, MosaicBlockState
+from memory_mosaics.models.base import LanguageModel
+from memory_mosaics.ops.leaky import DEFAULT_CHUNK
+from memory_mosaics.state import ModelState
+
+
+@dataclass
+class MosaicConfig:
+    """Architecture only. Defaults are the paper's GPT-2-small shape."""
+
+    vocab_size: int = 50304
+    block_size: int = 512  # training context; not a limit: the model has no positions and streams past it
+    n_layer: int = 12
+    n_head: int = 12  # N_c = N_p: contextual and persistent memory units per block
+    n_embd: int = 768
+    pmem_size: int | None = None  # slots per persistent memory; None = 3.5·n_embd (GPT-2 weight count per block)
+    pmem_count: int = 1  # banks per persistent memory, averaged
+    persistent: str = "memory"  # "memory" (paper), "mlp" (GPT-2 MLP, ablation) or "none" (contextual only)
+    lookahead: int = 1  # retrieval excludes pairs i > t - lookahead; values peek one step, so it must be >= 1
+    dropout: float = 0.0
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        if self.pmem_size is None:
+            self.pmem_size = round(3.5 * self.n_embd)
+        check_common(self)
+        if self.lookahead < 1:
+            raise ValueError(
+                f"lookahead must be >= 1 (got {self.lookahead}): values peek at the next token, so a memory must not "
+                "retrieve the pair stored at the current step"
+            )
+        if self.persistent not in PERSISTENT_KINDS:
+            raise ValueError(f"persistent must be one of {PERSISTENT_KINDS}, got {self.persistent!r}")
+        if self.pmem_size < 1 or self.pmem_count < 1:
+            raise ValueError(f"pmem_size and pmem_count must be >= 1 (got {self.pmem_size}, {self.pmem_count})")
+
+
+def check_common(c: MosaicConfig | object) -> None:
+    for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        if getattr(c, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
+    if c.n_embd % c.n_head:
+        raise ValueError(f"n_embd ({c.n_embd}) must be divisible by n_head ({c.n_head})")
+    if not 0.0 <= c.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {c.dropout}")
+
+
+class MemoryMosaic(LanguageModel):
+    model_type = "mosaic"
+    config_class = MosaicConfig
+
+    def __init__(self, config: MosaicConfig) -> None:
+        super().__init__(config)
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(
+            MosaicBlock(
+                config.n_embd,
+                config.n_head,
+                config.pmem_size,
+                config.pmem_count,
+                config.persistent,
+                config.lookahead,
+                config.bias,
+                config.dropout,
+            )
+            for _ in range(config.n_layer)
+        )
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self._tie_and_init()
+
+    def embed(self, idx: Tensor, position: int) -> Tensor:
+        return self.drop(self.wte(idx))  # no position encoding
+
+    def init_state(self) -> ModelState:
+        return ModelState([MosaicBlockState() for _ in self.blocks])
+
+    def _extra_flops_per_token(self, seq_len: int) -> int:
+        # each leaky average applies a C×C decay matrix: 2·C·d multiply-adds per token, two key extractors per block
+        return 6 * 2 * self.config.n_layer * min(DEFAULT_CHUNK, seq_len) * self.config.n_embd

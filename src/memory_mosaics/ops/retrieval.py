@@ -1,0 +1,110 @@
+"""Associative retrieval by kernel smoothing, eqs. (3) and (7).
+
+y_t = Σ_{i ≤ t-s} softmax_i(scale · q_t·k_i) v_i over the stored pairs, with look-ahead s:
+  * s ≥ 1 for a contextual memory whose values peek s steps ahead (s = 1 in the paper: the diagonal is excluded, because
+    v_t contains x_{t+1}); y_t = 0 while the memory is empty (t < s);
+  * s = 0 is ordinary causal attention (the GPT baseline);
+  * s = None attends to every stored pair (a persistent memory's fixed bank).
+
+With unit-norm keys, kernel smoothing with the Gaussian kernel exp(-β/2‖q - k_i‖²) equals this softmax with scale β;
+``gaussian_retrieval_naive`` states eq. (2) literally and the tests check the equivalence.
+
+Three forms: ``retrieval_naive`` (loops, tests only), ``retrieval`` (parallel; strict causality is ordinary causality
+on shifted sequences, so it runs on ``scaled_dot_product_attention``), ``retrieval_step`` (one query against a memory).
+Shapes: queries (B, H, Tq, D), keys and values (B, H, Tk, D). Query j sits at absolute position ``q_offset + j`` and
+key i at absolute position i.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def retrieval_naive(
+    query: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    lookahead: int | None = 1,
+    scale: float = 1.0,
+    q_offset: int = 0,
+    bias: Tensor | None = None,
+) -> Tensor:
+    """Reference: for every query, an explicit softmax over the pairs it may see."""
+    out = torch.zeros(*query.shape[:-1], values.shape[-1], dtype=values.dtype, device=values.device)
+    for j in range(query.shape[2]):
+        n = keys.shape[2] if lookahead is None else q_offset + j - lookahead + 1  # visible pairs: i < n
+        if n <= 0:
+            continue
+        scores = scale * torch.einsum("bhd,bhid->bhi", query[:, :, j], keys[:, :, :n])
+        if bias is not None:
+            scores = scores + bias[..., j, :n]
+        out[:, :, j] = torch.einsum("bhi,bhid->bhd", scores.softmax(-1), values[:, :, :n])
+    return out
+
+
+def gaussian_retrieval_naive(query: Tensor, keys: Tensor, values: Tensor, beta: float, lookahead: int = 1) -> Tensor:
+    """Eq. (2) as written: Nadaraya–Watson smoothing with the Gaussian kernel exp(-β/2 ‖q_t - k_i‖²), i ≤ t - s."""
+    T = query.shape[2]
+    out = torch.zeros_like(values[:, :, :T])
+    for t in range(lookahead, T):
+        d2 = ((query[:, :, t, None] - keys[:, :, : t - lookahead + 1]) ** 2).sum(-1)
+        w = torch.exp(-beta / 2 * (d2 - d2.min(-1, keepdim=True).values))  # shift for stability; cancels in 1/Z
+        out[:, :, t] = (w / w.sum(-1, keepdim=True)).unsqueeze(-1).mul(values[:, :, : t - lookahead + 1]).sum(-2)
+    return out
+
+
+def retrieval_step(query: Tensor, keys: Tensor, values: Tensor, scale: float = 1.0) -> Tensor:
+    """One query per sequence, (B, H, 1, D), against every pair in the memory; zero when the memory is empty."""
+    if keys.shape[2] == 0:
+        return torch.zeros(*query.shape[:-1], values.shape[-1], dtype=values.dtype, device=values.device)
+    return F.scaled_dot_product_attention(query, keys, values, scale=scale)
+
+
+def retrieval(
+    query: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    lookahead: int | None = 1,
+    scale: float = 1.0,
+    q_offset: int = 0,
+    dropout_p: float = 0.0,
+    bias: Tensor | None = None,
+) -> Tensor:
+    """Parallel retrieval for a chunk of queries, used in training, prefill and (with one query) streaming.
+
+    Query j may see keys i ≤ q_offset + j - s. Queries with an empty memory (the first s - q_offset) output zero; the
+    others form a causal pattern aligned to the bottom-right corner: with q_offset = 0 it is
+    ``SDPA(q[s:], k[:-s], v[:-s], is_causal=True)``, the shift trick. ``bias`` (additive, broadcastable to
+    (B, H, Tq, Tk)) serves ALiBi.
+    """
+    if lookahead is None:
+        return F.scaled_dot_product_attention(query, keys, values, attn_mask=bias, dropout_p=dropout_p, scale=scale)
+    if lookahead < 0:
+        raise ValueError(f"lookahead must be >= 0 (or None for no mask), got {lookahead}")
+    Tq = query.shape[2]
+    first = max(0, lookahead - q_offset)  # first query with a non-empty memory
+    n_keys = q_offset + Tq - lookahead  # pairs visible to the last query
+    if first >= Tq:
+        return query.new_zeros(*query.shape[:-1], values.shape[-1])
+    if keys.shape[2] < n_keys or values.shape[2] < n_keys:
+        raise ValueError(
+            f"the memory holds {keys.shape[2]} keys and {values.shape[2]} values, but the query at position "
+            f"{q_offset + Tq - 1} with look-ahead {lookahead} needs {n_keys}"
+        )
+    q, k, v = query[:, :, first:], keys[:, :, :n_keys], values[:, :, :n_keys]
+    nq = Tq - first
+    mask, is_causal = None, False
+    if bias is not None:
+        bias = bias[..., first:, :n_keys]
+    if nq > 1:
+        if nq == n_keys and bias is None:
+            is_causal = True  # top-left and bottom-right alignment coincide
+        else:
+            visible = torch.ones(nq, n_keys, dtype=torch.bool, device=query.device).tril(n_keys - nq)
+            mask = visible if bias is None else bias.masked_fill(~visible, float("-inf"))
+    elif bias is not None:
+        mask = bias
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
+    return F.pad(y, (0, 0, first, 0)) if first else y
