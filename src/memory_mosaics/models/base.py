@@ -113,6 +113,18 @@ class LanguageModel(nn.Module):
     def _extra_flops_per_token(self, seq_len: int) -> int:
         return 0
 
+    # ---- optimisation --------------------------------------------------------------------------------------------
+    def configure_optimizers(
+        self, weight_decay: float, learning_rate: float, betas: tuple[float, float] = (0.9, 0.95), fused: bool = False
+    ) -> torch.optim.AdamW:
+        """AdamW with the usual decay groups: matrices, embeddings and memory banks decay; biases, LayerNorm weights
+        and the per-head scalars (leaky rates, scales, peek coefficients) do not."""
+        params = {n: p for n, p in self.named_parameters() if p.requires_grad}
+        decay = [p for p in params.values() if p.dim() >= 2]
+        no_decay = [p for p in params.values() if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused or None)
+
     # ---- checkpoints ---------------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory``; each file is written then renamed, so an
