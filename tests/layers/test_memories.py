@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from memory_mosaics.layers import MLP, ContextualMemory, MosaicBlock, MosaicBlockState, PersistentMemory
+from memory_mosaics.layers.features import merge_heads
+from memory_mosaics.state import ContextualState, PersistentState
+
+
+@pytest.mark.parametrize("lookahead", [1, 2, 3])
+def test_contextual_output_is_zero_while_the_memory_is_empty(lookahead):
+    mem = ContextualMemory(16, 4, bias=False, lookahead=lookahead)
+    y = mem(torch.randn(2, 10, 16))
+    assert y[:, :lookahead].abs().max() == 0
+    assert y[:, lookahead:].abs().min(dim=-1).values.min() > 0
+
+
+def test_contextual_memory_is_causal_through_its_peeking_values():
+    mem = ContextualMemory(16, 4)
+    x = torch.randn(1, 12, 16)
+    y = mem(x)
+    for t in range(11):
+        x2 = x.clone()
+        x2[:, t + 1 :] = torch.randn_like(x2[:, t + 1 :])
+        torch.testing.assert_close(mem(x2)[:, : t + 1], y[:, : t + 1])
+
+
+def test_contextual_memory_matches_eq_7():
+    """y_T = Σ_{i<T} softmax(k_T·k_i) v_i, written out with the layer's own features."""
+    mem = ContextualMemory(8, 2, bias=False)
+    x = torch.randn(1, 6, 8, dtype=torch.float64)
+    mem.double()
+    k, _ = mem.key(x)
+    v = mem.value(x)
+    y = torch.zeros_like(k)
+    for T in range(1, 6):
+        w = (k[:, :, T : T + 1] @ k[:, :, :T].transpose(-1, -2)).softmax(-1)
+        y[:, :, T] = (w @ v[:, :, :T]).squeeze(2)
+    torch.testing.assert_close(mem(x), mem.c_proj(merge_heads(y)))
+
+
+def test_lookahead_below_one_is_refused():
+    with pytest.raises(ValueError, match="leak"):
+        ContextualMemory(16, 4, lookahead=0)
+    with pytest.raises(ValueError, match="divisible"):
+        ContextualMemory(18, 4)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_persistent_memory_is_softmax_over_its_bank(count):
+    mem = PersistentMemory(8, 2, size=5, count=count, bias=False).double()
+    x = torch.randn(2, 4, 8, dtype=torch.float64)
+    k, _ = mem.key(x)
+    y = sum((k @ mem.P_k[c].transpose(-1, -2)).softmax(-1) @ mem.P_v[c] for c in range(count)) / count
+    y = y * torch.exp(10 * mem.out_scale).view(1, 2, 1, 1)
+    torch.testing.assert_close(mem(x), mem.c_proj(merge_heads(y)))
+
+
+def test_streaming_layers_equal_full_forward():
+    x = torch.randn(2, 20, 16)
+    for layer, state_cls in [(ContextualMemory(16, 4), ContextualState), (PersistentMemory(16, 4, 7), PersistentState)]:
+        full = layer(x)
+        state = state_cls()
+        parts = [layer(x[:, :7], state), layer(x[:, 7:8], state), layer(x[:, 8:], state)]
+        torch.testing.assert_close(torch.cat(parts, 1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_block_variants():
+    x = torch.randn(2, 6, 16)
+    for kind, second in [("memory", PersistentMemory), ("mlp", MLP), ("none", type(None))]:
+        block = MosaicBlock(16, 4, pmem_size=8, persistent=kind)
+        assert isinstance(block.mlp, second)
+        state = MosaicBlockState()
+        torch.testing.assert_close(torch.cat([block(x[:, :3], state), block(x[:, 3:], state)], 1), block(x))
+    with pytest.raises(ValueError, match="persistent"):
+        MosaicBlock(16, 4, 8, persistent="ffn")

@@ -1,0 +1,123 @@
+import pytest
+import torch
+
+from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
+
+
+def test_a_mosaic_block_has_the_weights_of_a_gpt2_block():
+    """At the GPT-2-small shape with pmem_size = 3.5·d, the weight matrices of a block number exactly 12·d²."""
+    d = 768
+    with torch.device("meta"):
+        mosaic = MemoryMosaic(MosaicConfig(n_layer=12, n_head=12, n_embd=d))
+        gpt = GPT(GPTConfig(n_layer=12, n_head=12, n_embd=d))
+    assert mosaic.config.pmem_size == 2688
+
+    def matrix_weights(block):
+        return sum(p.numel() for p in block.parameters() if p.dim() >= 2)
+
+    for mb, gb in zip(mosaic.blocks, gpt.blocks, strict=True):
+        assert matrix_weights(mb) == matrix_weights(gb) == 12 * d * d
+    # what remains differs only by biases and per-head scalars (and GPT's 512 learned positions)
+    extra = mosaic.num_params() - (gpt.num_params() - 0)
+    assert abs(extra) < 12 * 13 * d
+
+
+def test_causality_changing_the_future_never_changes_the_past(model, tiny):
+    idx = torch.randint(0, tiny["vocab_size"], (2, 24))
+    logits, _ = model(idx)
+    for t in (0, 5, 17, 22):
+        other = idx.clone()
+        other[:, t + 1 :] = torch.randint(0, tiny["vocab_size"], other[:, t + 1 :].shape)
+        torch.testing.assert_close(model(other)[0][:, : t + 1], logits[:, : t + 1])
+
+
+@pytest.mark.parametrize("chunks", [[24], [10, 14], [1, 1, 5, 17]])
+def test_prefill_then_steps_equals_one_forward(model, chunks, tiny):
+    idx = torch.randint(0, tiny["vocab_size"], (3, 32))
+    full, _ = model(idx)
+    state = model.init_state()
+    outs, pos = [], 0
+    for n in chunks:
+        outs.append(model(idx[:, pos : pos + n], state=state)[0])
+        pos += n
+    for t in range(pos, 32):
+        outs.append(model(idx[:, t : t + 1], state=state)[0])
+    assert (torch.cat(outs, 1) - full).abs().max() <= 1e-4
+    assert state.position == 32
+
+
+def test_mosaic_streams_beyond_its_training_length(tiny):
+    m = MemoryMosaic(MosaicConfig(**tiny)).eval()
+    idx = torch.randint(0, tiny["vocab_size"], (1, 4 * tiny["block_size"]))
+    full, _ = m(idx)
+    state = m.init_state()
+    steps = [m(idx[:, :20], state=state)[0]] + [m(idx[:, t : t + 1], state=state)[0] for t in range(20, idx.shape[1])]
+    assert (torch.cat(steps, 1) - full).abs().max() <= 1e-4
+
+
+def test_learned_positions_refuse_a_longer_context(tiny):
+    m = GPT(GPTConfig(**tiny, pos="learned"))
+    with pytest.raises(ValueError, match="learned positions"):
+        m(torch.zeros(1, tiny["block_size"] + 1, dtype=torch.long))
+    state = m.init_state()
+    m(torch.zeros(1, tiny["block_size"], dtype=torch.long), state=state)
+    with pytest.raises(ValueError, match="learned positions"):
+        m(torch.zeros(1, 1, dtype=torch.long), state=state)
+
+
+def test_loss_ignores_minus_one_and_backpropagates(model, tiny):
+    idx = torch.randint(0, tiny["vocab_size"], (2, 8))
+    targets = idx.roll(-1, 1)
+    targets[:, -1] = -1
+    logits, loss = model(idx, targets)
+    ref = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, tiny["vocab_size"]), targets[:, :-1].reshape(-1))
+    torch.testing.assert_close(loss, ref)
+    loss.backward()
+    assert model.wte.weight.grad is not None and model.lm_head.weight is model.wte.weight
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: MosaicConfig(n_embd=30, n_head=4), "divisible"),
+        (lambda: GPTConfig(n_embd=30, n_head=4), "divisible"),
+        (lambda: MosaicConfig(lookahead=0), "lookahead"),
+        (lambda: MosaicConfig(persistent="ffn"), "persistent"),
+        (lambda: MosaicConfig(pmem_size=0), "pmem_size"),
+        (lambda: GPTConfig(pos="sinusoid"), "pos"),
+        (lambda: GPTConfig(n_embd=12, n_head=4, pos="rope"), "even"),
+        (lambda: MosaicConfig(dropout=1.0), "dropout"),
+        (lambda: MosaicConfig(n_layer=0), "n_layer"),
+    ],
+)
+def test_bad_configurations_raise_clear_errors(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_bad_input_shape(tiny):
+    m = MemoryMosaic(MosaicConfig(**tiny))
+    with pytest.raises(ValueError, match="batch, time"):
+        m(torch.zeros(5, dtype=torch.long))
+
+
+def test_accounting(tiny):
+    m = MemoryMosaic(MosaicConfig(**tiny))
+    g = GPT(GPTConfig(**tiny))
+    assert m.num_params(non_embedding=False) - m.num_params() == tiny["vocab_size"] * tiny["n_embd"]
+    assert g.num_params(non_embedding=False) - g.num_params() == (tiny["vocab_size"] + 32) * tiny["n_embd"]
+    for model in (m, g):
+        f512, f1024 = model.flops_per_token(512), model.flops_per_token(1024)
+        assert f1024 - f512 == 12 * tiny["n_layer"] * tiny["n_embd"] * 512  # attention grows with the context
+        assert f512 > 6 * model.num_params()
+
+
+def test_optimizer_groups(tiny):
+    m = MemoryMosaic(MosaicConfig(**tiny))
+    opt = m.configure_optimizers(weight_decay=0.1, learning_rate=1e-3)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert any(p is m.blocks[0].mlp.P_k for p in decay["params"])
+    assert any(p is m.blocks[0].attn.key.leaky_key_beta for p in no_decay["params"])
+    n = sum(p.numel() for g in opt.param_groups for p in g["params"])
+    assert n == m.num_params(non_embedding=False)

@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from memory_mosaics.ops.leaky import leaky_average, leaky_average_naive, leaky_average_step
+
+SHAPES = [(1, 1, 1, 1), (2, 3, 7, 4), (2, 4, 64, 8), (1, 2, 130, 5), (3, 2, 257, 3)]
+
+
+def _inputs(shape, with_state):
+    B, H, _, D = shape
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    beta = (torch.linspace(0.05, 5.0, H, dtype=torch.float64)).requires_grad_()
+    state = torch.randn(B, H, D, dtype=torch.float64, requires_grad=True) if with_state else None
+    return x, beta, state
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("chunk", [1, 4, 16, 64])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_parallel_matches_naive_outputs_and_gradients(shape, chunk, with_state):
+    x, beta, state = _inputs(shape, with_state)
+    out_ref, last_ref = leaky_average_naive(x, beta, state)
+    out, last = leaky_average(x, beta, state, chunk_size=chunk)
+    torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(last, last_ref, rtol=1e-10, atol=1e-10)
+    w = torch.randn_like(out)
+    inputs = [t for t in (x, beta, state) if t is not None]
+    g_ref = torch.autograd.grad((out_ref * w).sum() + last_ref.sum(), inputs)
+    g = torch.autograd.grad((out * w).sum() + last.sum(), inputs)
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", SHAPES[1:3])
+def test_step_form_streams_the_recurrence(shape):
+    x, beta, _ = _inputs(shape, False)
+    ref, _ = leaky_average_naive(x, beta)
+    state = None
+    for t in range(x.shape[2]):
+        state = leaky_average_step(x[:, :, t], beta, state)
+        torch.testing.assert_close(state, ref[:, :, t])
+
+
+def test_chunks_of_a_stream_equal_one_pass():
+    x, beta, _ = _inputs((2, 3, 50, 4), False)
+    full, _ = leaky_average(x, beta)
+    a, s = leaky_average(x[:, :, :17], beta)
+    b, _ = leaky_average(x[:, :, 17:], beta, s)
+    torch.testing.assert_close(torch.cat([a, b], 2), full)
+
+
+def test_large_decay_rates_stay_finite():
+    x = torch.randn(1, 2, 300, 4)
+    out, _ = leaky_average(x, torch.tensor([0.0, 80.0]))
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[:, 1], x[:, 1])  # λ ≈ 0: no memory of the past
+    torch.testing.assert_close(out[:, 0], x[:, 0].cumsum(1), rtol=1e-4, atol=1e-4)  # λ = 1: running sum

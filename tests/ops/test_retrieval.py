@@ -1,0 +1,92 @@
+import pytest
+import torch
+
+from memory_mosaics.ops.retrieval import gaussian_retrieval_naive, retrieval, retrieval_naive, retrieval_step
+
+
+def _qkv(B=2, H=3, T=9, D=4, dtype=torch.float64):
+    return [torch.randn(B, H, T, D, dtype=dtype, requires_grad=True) for _ in range(3)]
+
+
+@pytest.mark.parametrize("T", [1, 2, 5, 33])
+@pytest.mark.parametrize("lookahead", [0, 1, 2, 3])
+@pytest.mark.parametrize("D", [1, 8])
+def test_parallel_matches_naive_outputs_and_gradients(T, lookahead, D):
+    _, k, v = _qkv(T=T, D=D)
+    ref = retrieval_naive(k, k, v, lookahead, scale=0.7)
+    out = retrieval(k, k, v, lookahead, scale=0.7)
+    torch.testing.assert_close(out, ref)
+    if not out.requires_grad:  # every query sees an empty memory: a constant zero output
+        assert lookahead >= T and out.abs().max() == 0
+        return
+    w = torch.randn_like(out)
+    g_ref = torch.autograd.grad((ref * w).sum(), (k, v), materialize_grads=True)
+    g = torch.autograd.grad((out * w).sum(), (k, v), materialize_grads=True)
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("offset", [0, 1, 4, 9])
+@pytest.mark.parametrize("n_query", [1, 3, 7])
+@pytest.mark.parametrize("lookahead", [0, 1, 2])
+def test_chunk_of_queries_at_an_offset(offset, n_query, lookahead):
+    _, k, v = _qkv(T=offset + n_query)
+    q = torch.randn(2, 3, n_query, 4, dtype=torch.float64, requires_grad=True)
+    ref = retrieval_naive(q, k, v, lookahead, q_offset=offset)
+    out = retrieval(q, k, v, lookahead, q_offset=offset)
+    torch.testing.assert_close(out, ref)
+    if not out.requires_grad:
+        assert offset + n_query <= lookahead and out.abs().max() == 0
+        return
+    g_ref = torch.autograd.grad(ref.sum(), (q, k, v), allow_unused=True, materialize_grads=True)
+    g = torch.autograd.grad(out.sum(), (q, k, v), allow_unused=True, materialize_grads=True)
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_first_positions_see_an_empty_memory():
+    _, k, v = _qkv(T=6)
+    for s in (1, 2, 3):
+        out = retrieval(k, k, v, s)
+        assert out[:, :, :s].abs().max() == 0
+        assert out[:, :, s:].abs().min() > 0
+
+
+def test_step_form_against_the_stored_pairs():
+    _, k, v = _qkv(T=12)
+    full = retrieval(k, k, v, 1)
+    for t in range(12):
+        step = retrieval_step(k[:, :, t : t + 1], k[:, :, :t], v[:, :, :t])
+        torch.testing.assert_close(step[:, :, 0], full[:, :, t])
+
+
+def test_additive_bias_matches_naive():
+    q, k, v = _qkv(T=10)
+    bias = torch.randn(3, 10, 10, dtype=torch.float64)
+    torch.testing.assert_close(retrieval(q, k, v, 0, bias=bias), retrieval_naive(q, k, v, 0, bias=bias))
+    q1 = q[:, :, 6:]
+    torch.testing.assert_close(
+        retrieval(q1, k, v, 0, q_offset=6, bias=bias[:, 6:]), retrieval_naive(q1, k, v, 0, q_offset=6, bias=bias[:, 6:])
+    )
+
+
+def test_no_mask_attends_to_the_whole_bank():
+    q = torch.randn(2, 3, 5, 4, dtype=torch.float64)
+    bank_k, bank_v = torch.randn(2, 3, 11, 4, dtype=torch.float64), torch.randn(2, 3, 11, 4, dtype=torch.float64)
+    torch.testing.assert_close(retrieval(q, bank_k, bank_v, None), retrieval_naive(q, bank_k, bank_v, None))
+
+
+def test_gaussian_kernel_smoothing_equals_softmax_for_unit_norm_keys():
+    """Eq. (2) with keys of a shared norm is eq. (3): the paper's bridge from kernel regression to attention."""
+    k = torch.nn.functional.normalize(torch.randn(2, 3, 15, 4, dtype=torch.float64), dim=-1)
+    v = torch.randn(2, 3, 15, 4, dtype=torch.float64)
+    beta = 7.4
+    torch.testing.assert_close(gaussian_retrieval_naive(k, k, v, beta), retrieval(k, k, v, 1, scale=beta))
+
+
+def test_memory_too_short_is_an_error():
+    q, k, v = _qkv(T=4)
+    with pytest.raises(ValueError, match="needs"):
+        retrieval(q, k[:, :, :2], v[:, :, :2], 1)
+    with pytest.raises(ValueError, match="lookahead"):
+        retrieval(q, k, v, -1)
