@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "moons": "memory_mosaics.experiments.moons.cli",
     "regbench": "memory_mosaics.experiments.regbench.cli",
     "prepare": "memory_mosaics.data.cli",
+    "convert": "memory_mosaics.data.convert",
     "train": "memory_mosaics.train.cli",
     "eval": "memory_mosaics.train.evaluate",
     "generate": "memory_mosaics.generate_cli",

@@ -22,6 +22,9 @@ def test_load_errors_name_the_problem(tmp_path, tiny):
     MemoryMosaic(MosaicConfig(**tiny)).save_pretrained(tmp_path / "ck")
     with pytest.raises(ValueError, match="vocabulary mismatch"):
         MemoryMosaic.from_pretrained(tmp_path / "ck", vocab_size=50257)
+    with pytest.raises(ValueError, match="vocabulary mismatch"):
+        MemoryMosaic.from_pretrained(tmp_path / "ck", vocab_size=tiny["vocab_size"] + 1)
+    MemoryMosaic.from_pretrained(tmp_path / "ck", vocab_size=tiny["vocab_size"] - 5)  # a padded embedding is fine
     with pytest.raises(ValueError, match="not a 'gpt' model"):
         GPT.from_pretrained(tmp_path / "ck")
     with pytest.raises(FileNotFoundError, match="nowhere"):

@@ -25,8 +25,8 @@ def test_parallel_matches_naive_outputs_and_gradients(shape, chunk, with_state):
     torch.testing.assert_close(last, last_ref, rtol=1e-10, atol=1e-10)
     w = torch.randn_like(out)
     inputs = [t for t in (x, beta, state) if t is not None]
-    g_ref = torch.autograd.grad((out_ref * w).sum() + last_ref.sum(), inputs)
-    g = torch.autograd.grad((out * w).sum() + last.sum(), inputs)
+    g_ref = torch.autograd.grad((out_ref * w).sum() + last_ref.sum(), inputs, materialize_grads=True)
+    g = torch.autograd.grad((out * w).sum() + last.sum(), inputs, materialize_grads=True)
     for a, b in zip(g, g_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 

@@ -19,6 +19,7 @@ from memory_mosaics.state import ModelState
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+VOCAB_PADDING = 128  # embeddings are often padded to a multiple of 64 or 128 (GPT-2: 50257 -> 50304)
 
 
 class LanguageModel(nn.Module):
@@ -144,15 +145,16 @@ class LanguageModel(nn.Module):
     def from_pretrained(
         cls, directory: str | Path, vocab_size: int | None = None, map_location: str | torch.device = "cpu"
     ) -> LanguageModel:
-        """Load a model saved by ``save_pretrained``. ``vocab_size``, when given, must match the checkpoint's."""
+        """Load a model saved by ``save_pretrained``. ``vocab_size``, the tokenizer's vocabulary, when given, must match
+        the checkpoint's, up to padding of the embedding by fewer than 128 rows."""
         directory = Path(directory)
         model_type, config = read_config(directory)
         if model_type != cls.model_type:
             raise ValueError(f"{directory} holds a {model_type!r} model, not a {cls.model_type!r} model")
-        if vocab_size is not None and vocab_size != config["vocab_size"]:
+        if vocab_size is not None and not vocab_size <= config["vocab_size"] < vocab_size + VOCAB_PADDING:
             raise ValueError(
                 f"vocabulary mismatch: {directory / CONFIG_FILE} has vocab_size {config['vocab_size']}, "
-                f"but {vocab_size} was expected (is this checkpoint from another tokenizer?)"
+                f"but the tokenizer has {vocab_size} tokens (is this checkpoint from another tokenizer?)"
             )
         model = cls(cls.config_class(**config))
         weights = directory / WEIGHTS_FILE

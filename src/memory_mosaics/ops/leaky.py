@@ -54,6 +54,9 @@ def leaky_average(
     ((T/C) × (T/C)) matrix. No T × T matrix is ever formed (the authors' code builds one per layer).
     """
     B, H, T, D = x.shape
+    if T == 1:  # streaming one token: the recurrence itself is cheapest
+        out = leaky_average_step(x[:, :, 0], beta, state)
+        return out.unsqueeze(2), out
     C = min(chunk_size, T)
     pad = (-T) % C
     if pad:  # zeros appended at the end cannot change earlier outputs of a causal recurrence
