@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from memory_mosaics.ops.leaky import leaky_average, leaky_average_naive, leaky_average_step
+from memory_mosaics.ops.leaky import (
+    leaky_average,
+    leaky_average_naive,
+    leaky_average_step,
+    scaled_leaky_keys,
+    scaled_leaky_keys_naive,
+)
 
 SHAPES = [(1, 1, 1, 1), (2, 3, 7, 4), (2, 4, 64, 8), (1, 2, 130, 5), (3, 2, 257, 3)]
 
@@ -55,3 +61,28 @@ def test_large_decay_rates_stay_finite():
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out[:, 1], x[:, 1])  # λ ≈ 0: no memory of the past
     torch.testing.assert_close(out[:, 0], x[:, 0].cumsum(1), rtol=1e-4, atol=1e-4)  # λ = 1: running sum
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("with_state", [False, True])
+def test_scaled_keys_match_the_composition_in_outputs_and_gradients(shape, with_state):
+    x, beta, state = _inputs(shape, with_state)
+    log_scale = torch.linspace(-0.5, 3.0, shape[1], dtype=torch.float64).requires_grad_()
+    k_ref, last_ref = scaled_leaky_keys_naive(x, beta, log_scale, state)
+    k, last = scaled_leaky_keys(x, beta, log_scale, state)
+    torch.testing.assert_close(k, k_ref)
+    torch.testing.assert_close(last, last_ref)
+    w, w_last = torch.randn_like(k), torch.randn_like(last)
+    inputs = [t for t in (x, beta, log_scale, state) if t is not None]
+    g_ref = torch.autograd.grad((k_ref * w).sum() + (last_ref * w_last).sum(), inputs, materialize_grads=True)
+    g = torch.autograd.grad((k * w).sum() + (last * w_last).sum(), inputs, materialize_grads=True)
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
+
+
+def test_scaled_keys_of_a_zero_input_have_finite_gradients():
+    x = torch.zeros(1, 2, 5, 3, dtype=torch.float64, requires_grad=True)
+    beta = torch.tensor([0.5, 1.0], dtype=torch.float64, requires_grad=True)
+    k, _ = scaled_leaky_keys(x, beta, torch.zeros(2, dtype=torch.float64))
+    k.sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(beta.grad).all()

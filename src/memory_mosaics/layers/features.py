@@ -7,9 +7,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from memory_mosaics.ops.leaky import leaky_average
+from memory_mosaics.ops.leaky import scaled_leaky_keys
+from memory_mosaics.ops.peek import combine, peek_values
 
-EPS = 1e-10
 MAX_LOG_SCALE = math.log(65535)  # the authors clamp the key scale exponent here
 
 
@@ -23,11 +23,6 @@ def merge_heads(x: Tensor) -> Tensor:
     """(B, H, T, hs) -> (B, T, H·hs)."""
     B, H, T, hs = x.shape
     return x.transpose(1, 2).reshape(B, T, H * hs)
-
-
-def scaled_norm(x: Tensor, log_scale: Tensor) -> Tensor:
-    """x / (‖x‖ + ε) · exp(log_scale_h), per head; x is (B, H, T, hs)."""
-    return x / (x.norm(dim=-1, keepdim=True) + EPS) * torch.exp(log_scale).view(1, -1, 1, 1).to(x.dtype)
 
 
 class KeyExtractor(nn.Module):
@@ -57,8 +52,7 @@ class KeyExtractor(nn.Module):
 
     def forward(self, x: Tensor, leaky_state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Keys (B, H, T, hs) for inputs (B, T, d), and the new leaky state k̄ at the last position."""
-        k_bar, last = leaky_average(split_heads(self.W_k(x), self.n_head), self.decay_rate, leaky_state)
-        return scaled_norm(k_bar, self.log_scale), last
+        return scaled_leaky_keys(split_heads(self.W_k(x), self.n_head), self.decay_rate, self.log_scale, leaky_state)
 
 
 class ValueExtractor(nn.Module):
@@ -80,9 +74,8 @@ class ValueExtractor(nn.Module):
         return split_heads(self.W_v(x), self.n_head)
 
     def combine(self, u_next: Tensor, u_now: Tensor) -> Tensor:
-        c = self.coef.view(1, -1, 1, 1).to(u_now.dtype)
-        return scaled_norm((1 - c) * u_next + c * u_now, 10 * self.val_scale)
+        """Values from the projections of the next and the current tokens (the streaming form)."""
+        return combine(u_next, u_now, self.coef, 10 * self.val_scale)
 
     def forward(self, x: Tensor) -> Tensor:
-        u = self.project(x)
-        return self.combine(torch.cat([u[:, :, 1:], torch.zeros_like(u[:, :, :1])], dim=2), u)
+        return peek_values(self.project(x), self.coef, 10 * self.val_scale)

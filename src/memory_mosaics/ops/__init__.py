@@ -1,6 +1,13 @@
-"""Operations of Memory Mosaics, each as a naive reference, a parallel form and a step form."""
+"""Operations of Memory Mosaics, each as a naive reference, a parallel (training) form and a step (streaming) form."""
 
-from memory_mosaics.ops.leaky import leaky_average, leaky_average_naive, leaky_average_step
+from memory_mosaics.ops.leaky import (
+    leaky_average,
+    leaky_average_naive,
+    leaky_average_step,
+    scaled_leaky_keys,
+    scaled_leaky_keys_naive,
+)
+from memory_mosaics.ops.peek import peek_values, peek_values_naive
 from memory_mosaics.ops.retrieval import gaussian_retrieval_naive, retrieval, retrieval_naive, retrieval_step
 
 __all__ = [
@@ -8,7 +15,11 @@ __all__ = [
     "leaky_average",
     "leaky_average_naive",
     "leaky_average_step",
+    "peek_values",
+    "peek_values_naive",
     "retrieval",
     "retrieval_naive",
     "retrieval_step",
+    "scaled_leaky_keys",
+    "scaled_leaky_keys_naive",
 ]

@@ -79,3 +79,62 @@ def leaky_average(
     out = intra + into.unsqueeze(1) * prev.unsqueeze(3)
     out = out.reshape(B, H, N * C, D)[:, :, :T]
     return out, out[:, :, -1]
+
+
+NORM_EPS = 1e-10
+
+
+def scaled_leaky_keys_naive(
+    x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Reference for the whole key path of eq. (6): k_t = exp(log_scale_h) · k̄_t / (‖k̄_t‖ + ε)."""
+    k_bar, last = leaky_average(x, beta, state)
+    scale = torch.exp(log_scale).view(1, -1, 1, 1).to(x.dtype)
+    return k_bar / (k_bar.norm(dim=-1, keepdim=True) + NORM_EPS) * scale, last
+
+
+class _ScaledLeakyKeys(torch.autograd.Function):
+    """Leaky average, normalisation and scale in one autograd node that keeps only the keys and their norms.
+
+    The backward pass rebuilds k̄ = k·(‖k̄‖ + ε)/s from the keys, which the retrieval keeps anyway, so the key path adds
+    no activation of its own to training memory. The leaky average is linear: its input gradient is the same recurrence
+    run backwards in time, and dk̄_t/dβ = -z_t with z_t = λ (z_{t-1} + k̄_{t-1}), again a leaky average.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
+        k_bar, last = leaky_average(x, beta, state)
+        q = k_bar.norm(dim=-1, keepdim=True) + NORM_EPS
+        scale = torch.exp(log_scale).view(1, -1, 1, 1).to(x.dtype)
+        k = k_bar / q * scale
+        ctx.save_for_backward(k, q, beta, log_scale, state)
+        return k, last
+
+    @staticmethod
+    def backward(ctx, g_k: Tensor, g_last: Tensor | None):
+        k, q, beta, log_scale, state = ctx.saved_tensors
+        scale = torch.exp(log_scale).view(1, -1, 1, 1).to(k.dtype)
+        n = k / scale  # k̄ / q
+        g_log_scale = (g_k * k).sum(dim=(0, 2, 3))
+        r = (q - NORM_EPS).clamp_min(torch.finfo(k.dtype).tiny)  # ‖k̄‖
+        # k = s·k̄/q with q = ‖k̄‖ + ε:  dL/dk̄ = (s/q)·(g - n·(n·g)·q/r)
+        g_bar = scale / q * (g_k - n * (n * g_k).sum(-1, keepdim=True) * (q / r))
+        if g_last is not None:
+            g_bar[:, :, -1] += g_last
+        decay = torch.exp(-beta).view(1, -1, 1, 1).to(k.dtype)
+        g_x = leaky_average(g_bar.flip(2), beta)[0].flip(2)  # Σ_{t' ≥ t} λ^{t'-t} g_t'
+        k_bar = n * q
+        prev = torch.cat(
+            [torch.zeros_like(k_bar[:, :, :1]) if state is None else state.unsqueeze(2), k_bar[:, :, :-1]], 2
+        )
+        z = decay * leaky_average(prev, beta)[0]
+        g_beta = -(g_bar * z).sum(dim=(0, 2, 3))
+        g_state = None if state is None else decay[:, :, 0] * g_x[:, :, 0]
+        return g_x, g_beta, g_log_scale, g_state
+
+
+def scaled_leaky_keys(x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Keys of eq. (6) from projected inputs ``x`` (B, H, T, D): (k for every position, k̄ at the last position)."""
+    if torch.is_grad_enabled() and x.shape[2] > 1:
+        return _ScaledLeakyKeys.apply(x, beta, log_scale, state)
+    return scaled_leaky_keys_naive(x, beta, log_scale, state)

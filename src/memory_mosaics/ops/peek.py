@@ -1,0 +1,61 @@
+"""Peek-ahead values of eq. (6): v_t = r_h · m_t / (‖m_t‖ + ε) with m_t = (1 - c_h)·u_{t+1} + c_h·u_t.
+
+``peek_values_naive`` is the composition of tensor operations (reference, and the streaming form, where u_{t+1} is the
+next token's projection); ``peek_values`` is the training form: one autograd node that keeps only u and the norms
+(the values themselves are kept by the retrieval), instead of the four activations autograd would keep.
+The last position has no successor and takes u_T = 0; a look-ahead ≥ 1 never reads its value.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from memory_mosaics.ops.leaky import NORM_EPS
+
+
+def _shift_up(u: Tensor) -> Tensor:
+    """u_{t+1} for every t, with zero after the last position; u is (B, H, T, D)."""
+    return torch.cat([u[:, :, 1:], torch.zeros_like(u[:, :, :1])], dim=2)
+
+
+def combine(u_next: Tensor, u_now: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
+    c = coef.view(1, -1, 1, 1).to(u_now.dtype)
+    m = (1 - c) * u_next + c * u_now
+    return m / (m.norm(dim=-1, keepdim=True) + NORM_EPS) * torch.exp(log_scale).view(1, -1, 1, 1).to(m.dtype)
+
+
+def peek_values_naive(u: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
+    return combine(_shift_up(u), u, coef, log_scale)
+
+
+class _PeekValues(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
+        c = coef.view(1, -1, 1, 1).to(u.dtype)
+        m = (1 - c) * _shift_up(u) + c * u
+        q = m.norm(dim=-1, keepdim=True) + NORM_EPS
+        v = m / q * torch.exp(log_scale).view(1, -1, 1, 1).to(u.dtype)
+        ctx.save_for_backward(u, v, q, coef, log_scale)
+        return v
+
+    @staticmethod
+    def backward(ctx, g_v: Tensor):
+        u, v, q, coef, log_scale = ctx.saved_tensors
+        scale = torch.exp(log_scale).view(1, -1, 1, 1).to(u.dtype)
+        c = coef.view(1, -1, 1, 1).to(u.dtype)
+        g_log_scale = (g_v * v).sum(dim=(0, 2, 3))
+        n = v / scale  # m / q
+        r = (q - NORM_EPS).clamp_min(torch.finfo(u.dtype).tiny)
+        g_m = scale / q * (g_v - n * (n * g_v).sum(-1, keepdim=True) * (q / r))
+        g_coef = (g_m * (u - _shift_up(u))).sum(dim=(0, 2, 3))
+        g_u = c * g_m  # u_t enters m_t with weight c ...
+        g_u[:, :, 1:] += (1 - c) * g_m[:, :, :-1]  # ... and m_{t-1} with weight 1 - c
+        return g_u, g_coef, g_log_scale
+
+
+def peek_values(u: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
+    """Values for every position of a full sequence of projections u = W_v x, (B, H, T, D)."""
+    if torch.is_grad_enabled():
+        return _PeekValues.apply(u, coef, log_scale)
+    return peek_values_naive(u, coef, log_scale)

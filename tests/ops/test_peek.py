@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from memory_mosaics.ops.peek import combine, peek_values, peek_values_naive
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 2, 4), (2, 4, 33, 8)])
+def test_training_form_matches_the_composition_in_outputs_and_gradients(shape):
+    u = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    coef = torch.rand(shape[1], dtype=torch.float64, requires_grad=True)
+    log_scale = torch.randn(shape[1], dtype=torch.float64, requires_grad=True)
+    v, v_ref = peek_values(u, coef, log_scale), peek_values_naive(u, coef, log_scale)
+    torch.testing.assert_close(v, v_ref)
+    w = torch.randn_like(v)
+    g = torch.autograd.grad((v * w).sum(), (u, coef, log_scale))
+    g_ref = torch.autograd.grad((v_ref * w).sum(), (u, coef, log_scale))
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_value_t_peeks_at_t_plus_one_only():
+    u = torch.randn(1, 2, 6, 3, dtype=torch.float64)
+    coef, log_scale = torch.rand(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    v = peek_values(u, coef, log_scale)
+    for t in range(5):
+        torch.testing.assert_close(
+            v[:, :, t : t + 1], combine(u[:, :, t + 1 : t + 2], u[:, :, t : t + 1], coef, log_scale)
+        )
+    u2 = u.clone()
+    u2[:, :, 4:] += 1.0  # changing u_4, u_5 changes v_3, v_4, v_5 and nothing before
+    v2 = peek_values(u2, coef, log_scale)
+    torch.testing.assert_close(v2[:, :, :3], v[:, :, :3])
+    assert not torch.allclose(v2[:, :, 3], v[:, :, 3])
