@@ -35,6 +35,11 @@ def sample_next(
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
+def _check_prompt(idx: Tensor) -> None:
+    if idx.dim() != 2 or idx.shape[1] == 0:
+        raise ValueError(f"idx must be a non-empty (batch, time) tensor of token ids, got shape {tuple(idx.shape)}")
+
+
 class _Stream:
     """Feeds tokens to a model, keeps the next-token logits; slides the window where the context is bounded."""
 
@@ -78,8 +83,7 @@ def generate(
 ) -> Tensor:
     """Continue the prompts ``idx`` (B, T); returns prompt + continuation (B, T + n). Rows that produced
     ``eos_token`` are padded with it. ``seed`` makes sampling reproducible."""
-    if idx.dim() != 2 or idx.shape[1] == 0:
-        raise ValueError(f"idx must be a non-empty (batch, time) tensor of token ids, got shape {tuple(idx.shape)}")
+    _check_prompt(idx)
     gen = None
     if seed is not None:
         gen = torch.Generator(device=idx.device).manual_seed(seed)
@@ -109,8 +113,7 @@ def beam_search(
     """Beam search (the paper's qualitative evaluation uses width 2). Each prompt row keeps ``num_beams`` hypotheses in
     one batch; the memory state is reordered along with the beams. Returns the best hypothesis per prompt; finished
     hypotheses (ending in ``eos_token``) are scored by log-probability / length**length_penalty."""
-    if idx.dim() != 2 or idx.shape[1] == 0:
-        raise ValueError(f"idx must be a non-empty (batch, time) tensor of token ids, got shape {tuple(idx.shape)}")
+    _check_prompt(idx)
     B, T0 = idx.shape
     K = num_beams
     stream = _Stream(model, idx.repeat_interleave(K, dim=0))
