@@ -1,0 +1,140 @@
+"""Training options: one flat dataclass, one CLI flag per field (the help text lives beside the field)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from memory_mosaics.models import GPTConfig, MosaicConfig
+
+
+def _opt(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # ---- data and run folder
+    data: str = _opt("", "prepared dataset directory (meta.json + <split>.bin, written by `mosaic prepare`)")
+    out_dir: str = _opt("runs/lm", "run folder: run.json, log.jsonl, ckpt-XXXXXXX/")
+    train_split: str = _opt("train", "split used for training")
+    val_split: str = _opt("", "split used for validation ('' = the first of val/valid/validation present)")
+    resume: bool = _opt(False, "continue from the newest complete checkpoint in --out-dir")
+    # ---- model
+    arch: str = _opt("mosaic", "architecture", choices=("mosaic", "gpt"))
+    n_layer: int = _opt(12, "blocks")
+    n_head: int = _opt(12, "heads (contextual and persistent memory units per block for a Memory Mosaic)")
+    n_embd: int = _opt(768, "embedding dimension")
+    block_size: int = _opt(512, "training context (tokens per sequence)")
+    dropout: float = _opt(0.0, "dropout (attention scores, head outputs, FFN / persistent memory output)")
+    bias: bool = _opt(True, "biases in Linear layers and LayerNorms")
+    pmem_size: int = _opt(0, "Memory Mosaic: slots per persistent memory (0 = 3.5 x n_embd, GPT-2 weight count)")
+    pmem_count: int = _opt(1, "Memory Mosaic: persistent memory banks averaged per unit")
+    persistent: str = _opt("memory", "Memory Mosaic: persistent units", choices=("memory", "mlp", "none"))
+    pos: str = _opt("learned", "GPT: position encoding", choices=("learned", "rope", "alibi", "none"))
+    pad_vocab: int = _opt(1, "round the vocabulary up to a multiple of this (64 is faster on GPUs)")
+    # ---- optimisation
+    batch_size: int = _opt(64, "global batch in sequences (fixed whatever the number of processes)")
+    micro_batch_size: int = _opt(
+        0,
+        "sequences per process per forward (0 = batch_size / world size); the gradient "
+        "accumulation is batch_size / (world size x micro_batch_size)",
+    )
+    max_iters: int = _opt(1000, "optimiser steps")
+    lr: float = _opt(5e-3, "peak learning rate")
+    min_lr: float = _opt(1e-4, "learning rate at the end of the cosine decay")
+    warmup_iters: int = _opt(100, "linear warm-up steps")
+    lr_decay_iters: int = _opt(0, "step where the cosine reaches min_lr (0 = max_iters)")
+    weight_decay: float = _opt(0.1, "AdamW weight decay (matrices, embeddings, memory banks only)")
+    beta1: float = _opt(0.9, "AdamW beta1")
+    beta2: float = _opt(0.95, "AdamW beta2")
+    grad_clip: float = _opt(1.0, "clip the global gradient norm to this (0 = off)")
+    seed: int = _opt(1337, "seed: initial weights, batch order and dropout masks are functions of it alone")
+    # ---- evaluation, logging, checkpoints
+    eval_interval: int = _opt(250, "validate every this many steps (0 = only at the end)")
+    eval_batches: int = _opt(20, "validation batches of micro_batch_size sequences (0 = the whole split)")
+    log_interval: int = _opt(10, "write a training log line every this many steps")
+    ckpt_interval: int = _opt(500, "checkpoint every this many steps (and at the end, and on Ctrl-C / SIGTERM)")
+    keep_last: int = _opt(3, "checkpoints to keep")
+    tensorboard: bool = _opt(True, "also log to TensorBoard when it is installed")
+    progress: bool = _opt(True, "progress bar (rank 0)")
+    # ---- hardware
+    device: str = _opt("auto", "auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
+    dtype: str = _opt(
+        "auto",
+        "autocast dtype: auto (bf16 on CUDA when supported, else fp32)",
+        choices=("auto", "float32", "bfloat16", "float16"),
+    )
+    compile: bool = _opt(False, "torch.compile the model")
+    fsdp: bool = _opt(
+        False,
+        "under torchrun: shard weights, gradients and AdamW state over the processes (FSDP2, one unit per block) "
+        "instead of DDP's full copy per process; for models that do not fit",
+    )
+    threads: int = _opt(
+        0, "CPU threads per process (0 = PyTorch default; 1 is fastest for small models on a busy machine)"
+    )
+
+    def __post_init__(self) -> None:
+        positive = (
+            "n_layer",
+            "n_head",
+            "n_embd",
+            "block_size",
+            "batch_size",
+            "max_iters",
+            "keep_last",
+            "pad_vocab",
+            "log_interval",
+            "ckpt_interval",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.min_lr > self.lr:
+            raise ValueError(f"--min-lr ({self.min_lr}) must not exceed --lr ({self.lr})")
+
+    @property
+    def decay_iters(self) -> int:
+        return self.lr_decay_iters or self.max_iters
+
+    def model_config(self, vocab_size: int) -> MosaicConfig | GPTConfig:
+        """The architecture this run trains, for a dataset of ``vocab_size`` tokens."""
+        vocab = -(-vocab_size // self.pad_vocab) * self.pad_vocab
+        common = dict(
+            vocab_size=vocab,
+            block_size=self.block_size,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_embd=self.n_embd,
+            dropout=self.dropout,
+            bias=self.bias,
+        )
+        if self.arch == "gpt":
+            return GPTConfig(**common, pos=self.pos)
+        return MosaicConfig(
+            **common, pmem_size=self.pmem_size or None, pmem_count=self.pmem_count, persistent=self.persistent
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # ---- command line
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        for f in dataclasses.fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            kw: dict[str, Any] = {"default": f.default, "help": f"{f.metadata['help']} (default: {f.default})"}
+            if "choices" in f.metadata:
+                kw["choices"] = f.metadata["choices"]
+            if f.type in ("bool", bool):
+                kw["action"] = argparse.BooleanOptionalAction
+            else:
+                kw["type"] = {"int": int, "float": float, "str": str}[f.type]
+            parser.add_argument(flag, dest=f.name, **kw)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TrainConfig:
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})

@@ -1,0 +1,110 @@
+"""A few steps learn; Ctrl-C and kill -9 followed by --resume reproduce the uninterrupted run bit for bit."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from memory_mosaics.models import load_pretrained
+from memory_mosaics.train import train
+from memory_mosaics.train.checkpoint import list_checkpoints, load_trainer_state, verify
+from memory_mosaics.train.loop import read_log
+
+from .conftest import tiny, train_losses
+
+
+@pytest.mark.parametrize("arch", ["mosaic", "gpt"])
+def test_few_steps_decrease_the_loss(dataset: Path, tmp_path: Path, arch: str) -> None:
+    result = train(tiny(dataset, tmp_path / arch, arch=arch, max_iters=12, eval_interval=12, dropout=0.0))
+    losses = [loss for _, loss in train_losses(result["records"])]
+    assert losses[-1] < losses[0] - 0.3
+    vals = [r["val_loss"] for r in result["records"] if "val_loss" in r]
+    assert vals[-1] < vals[0]
+    run = json.loads((tmp_path / arch / "run.json").read_text())
+    assert run["model_type"] == arch and run["seed"] == 1337 and run["world_size"] == 1 and run["grad_accum"] == 2
+    ckpts = list_checkpoints(tmp_path / arch)
+    assert [c.name for c in ckpts] == ["ckpt-0000008", "ckpt-0000012"]  # keep_last=2
+    verify(ckpts[-1])
+    assert load_pretrained(ckpts[-1]).model_type == arch
+    state = load_trainer_state(ckpts[-1])  # weights_only=True
+    assert state["step"] == 12 and state["data"]["samples"] == 12 * 8
+
+
+def test_same_seed_same_batches_across_architectures(dataset: Path, tmp_path: Path) -> None:
+    """The batch order is a function of the seed alone (not of the model or of the RNG use)."""
+    from memory_mosaics.train.batches import BatchOrder, open_split
+
+    tokens = open_split(dataset, "train").tokens
+    a = BatchOrder(tokens, 32, 8, seed=5).micro_batch(3, 0, 1, 0, 8)[0]
+    torch.manual_seed(123)
+    torch.rand(10)
+    b = BatchOrder(tokens, 32, 8, seed=5).micro_batch(3, 0, 1, 0, 8)[0]
+    c = BatchOrder(tokens, 32, 8, seed=6).micro_batch(3, 0, 1, 0, 8)[0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_ctrl_c_then_resume_is_bit_identical(dataset: Path, tmp_path: Path) -> None:
+    reference = train(tiny(dataset, tmp_path / "ref"))
+
+    def ctrl_c(step: int, record: dict) -> None:
+        if step == 5:
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C does: the loop checkpoints at the end of the step
+
+    first = train(tiny(dataset, tmp_path / "run"), callback=ctrl_c)
+    assert first["interrupted"] and first["step"] == 5
+    assert (tmp_path / "run" / "ckpt-0000005").is_dir()
+    resumed = train(tiny(dataset, tmp_path / "run", resume=True))
+    assert resumed["step"] == 8
+    assert train_losses(read_log(tmp_path / "run")) == train_losses(reference["records"])
+    ref_val = [(r["step"], r["val_loss"]) for r in reference["records"] if "val_loss" in r]
+    assert [(r["step"], r["val_loss"]) for r in read_log(tmp_path / "run") if "val_loss" in r] == ref_val
+    a = load_pretrained(tmp_path / "ref" / "ckpt-0000008").state_dict()
+    b = load_pretrained(tmp_path / "run" / "ckpt-0000008").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "memory_mosaics.cli", "train", *args]
+
+
+def _flags(data: Path, out: Path, **kw: object) -> list[str]:
+    cfg = tiny(data, out, **kw)
+    flags = []
+    for k, v in cfg.to_dict().items():
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            flags.append(flag if v else "--no-" + k.replace("_", "-"))
+        else:
+            flags += [flag, str(v)]
+    return flags
+
+
+def test_kill_9_then_resume_is_bit_identical(dataset: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    kw = dict(max_iters=40, ckpt_interval=10, eval_interval=20, threads=1)
+    reference = train(tiny(dataset, tmp_path / "ref", **kw))  # in-process, also one thread: the same arithmetic
+    proc = subprocess.Popen(
+        _cli(*_flags(dataset, tmp_path / "run", **kw)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    log = tmp_path / "run" / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (tmp_path / "run" / "ckpt-0000010").is_dir() and log.is_file() and '"step": 13' in log.read_text():
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("the run finished before it could be killed")
+    killed_at = max(s for s, _ in train_losses(read_log(tmp_path / "run")))
+    subprocess.run(
+        _cli(*_flags(dataset, tmp_path / "run", resume=True, **kw)), check=True, env=env, capture_output=True
+    )
+    assert killed_at < 40
+    assert train_losses(read_log(tmp_path / "run")) == train_losses(reference["records"])
