@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "memory_mosaics.train.cli",
     "eval": "memory_mosaics.train.evaluate",
     "generate": "memory_mosaics.generate_cli",
+    "paper": "memory_mosaics.experiments.language.cli",
 }
 
 
