@@ -1,0 +1,115 @@
+"""RegBench report: a Markdown table and plots of accuracy and TVD against N, with the published numbers beside ours.
+
+Published values are the spec's digitisations (``specs/regbench.md`` §6): the Memory Mosaics figure (§6b) for the Memory
+Mosaic and its transformer, and Akyürek et al.'s in-context n-gram lines (§6a).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+# §6b (Memory Mosaics paper, Figure 9): N -> value; "~" values of the spec (occluded markers) are kept as read
+PUBLISHED: dict[str, dict[str, dict[int, float]]] = {
+    "mosaic": {
+        "accuracy": {100: 0.924, 500: 0.928, 1000: 0.933, 2500: 0.941, 40000: 0.959},
+        "tvd": {100: 0.569, 500: 0.253, 1000: 0.215, 2500: 0.185, 40000: 0.12},
+    },
+    "gpt": {
+        "accuracy": {100: 0.523, 500: 0.543, 1000: 0.533, 2500: 0.925, 40000: 0.951},
+        "tvd": {100: 0.685, 500: 0.64, 1000: 0.63, 2500: 0.232, 40000: 0.144},
+    },
+}
+# Appendix D.5, Table 3: in-distribution test (new sequences of the 100 training automata)
+PUBLISHED_IID: dict[str, dict[str, dict[int, float]]] = {
+    "mosaic": {"accuracy": {100: 0.959}, "tvd": {100: 0.417}},
+    "gpt": {"accuracy": {100: 0.856}, "tvd": {100: 0.308}},
+}
+# §6a: horizontal lines, the same for every N
+PUBLISHED_NGRAM: dict[str, dict[str, float]] = {
+    "3-gram": {"accuracy": 0.937, "tvd": 0.265},
+    "2-gram": {"accuracy": 0.835, "tvd": 0.337},
+}
+LABELS = {"mosaic": "Memory Mosaic", "gpt": "Transformer (GPT-2)"}
+COLORS = {"mosaic": "tab:red", "gpt": "tab:blue", "3-gram": "tab:green", "2-gram": "tab:olive"}
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def markdown_table(selected: list[dict[str, Any]], ngram: dict[str, dict[str, float]], iid: bool = False) -> str:
+    """One row per selected (model, N) run, then the n-gram baselines; published values in their own columns (those
+    of Appendix D.5 with ``iid``)."""
+    published, published_ngram = (PUBLISHED_IID, {}) if iid else (PUBLISHED, PUBLISHED_NGRAM)
+    lines = [
+        "| model | N | layers | heads | d | wd | params (non-emb.) | best epoch | val loss | test acc | paper acc "
+        "| test TVD | paper TVD |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(selected, key=lambda r: (r["model"] != "mosaic", r["model"], r["n_train"])):
+        c, pub = r["config"], published.get(r["model"], {})
+        lines.append(
+            f"| {LABELS.get(r['model'], r['model'])} | {r['n_train']} | {c['n_layer']} | {c['n_head']} | {c['n_embd']} "
+            f"| {c['weight_decay']} | {r['params']:,} ({r['params_non_embedding']:,}) "
+            f"| {r['best_epoch']}/{c['epochs']} | {r['val']['loss']:.4f} "
+            f"| {r['test']['accuracy']:.3f} | {_fmt(pub.get('accuracy', {}).get(r['n_train']))} "
+            f"| {r['test']['tvd']:.3f} | {_fmt(pub.get('tvd', {}).get(r['n_train']))} |"
+        )
+    for name, m in ngram.items():
+        pub = published_ngram.get(name, {})
+        lines.append(
+            f"| in-context {name} (back-off) | any | | | | | 0 | | | {m['accuracy']:.3f} | {_fmt(pub.get('accuracy'))} "
+            f"| {m['tvd']:.3f} | {_fmt(pub.get('tvd'))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(selected: list[dict[str, Any]], ngram: dict[str, dict[str, float]], path: Path, iid: bool = False) -> Path:
+    """Accuracy and TVD against N (log scale): ours solid with filled markers, published dashed with open markers;
+    n-gram baselines as horizontal lines (ours solid, published dotted)."""
+    published, published_ngram = (PUBLISHED_IID, {}) if iid else (PUBLISHED, PUBLISHED_NGRAM)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, metric, title in zip(axes, ("accuracy", "tvd"), ("accuracy (↑)", "TVD (↓)"), strict=True):
+        for model in ("mosaic", "gpt"):
+            rows = sorted((r for r in selected if r["model"] == model), key=lambda r: r["n_train"])
+            if rows:
+                ax.plot(
+                    [r["n_train"] for r in rows],
+                    [r["test"][metric] for r in rows],
+                    "o-",
+                    color=COLORS[model],
+                    label=f"{LABELS[model]} (ours)",
+                )
+            pub = published[model][metric]
+            ax.plot(
+                list(pub),
+                list(pub.values()),
+                "o--",
+                color=COLORS[model],
+                mfc="none",
+                alpha=0.6,
+                label=f"{LABELS[model]} (paper)",
+            )
+        for name, m in ngram.items():
+            ax.axhline(m[metric], color=COLORS.get(name, "gray"), lw=1.2, label=f"{name} (ours)")
+            if name in published_ngram:
+                ax.axhline(
+                    published_ngram[name][metric], color=COLORS.get(name, "gray"), lw=1, ls=":", label=f"{name} (paper)"
+                )
+        ax.set_xscale("log")
+        ax.set_xlabel("N (training automata)")
+        ax.set_title(f"RegBench {'IID ' if iid else ''}test {title}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,75 @@
+import itertools
+import json
+import math
+
+import pytest
+
+from memory_mosaics.cli import main
+from memory_mosaics.experiments.regbench.train import RunConfig, build_model, learning_rate, train_run
+
+
+def test_learning_rate_schedule() -> None:
+    cfg = RunConfig(lr=1e-3, warmup_frac=0.1, warmup_start_lr=1e-6, min_lr_frac=0.1)
+    total = 200
+    assert learning_rate(0, total, cfg) == pytest.approx(1e-6)
+    assert learning_rate(10, total, cfg) == pytest.approx((1e-6 + 1e-3) / 2)  # linear warm-up over 20 steps
+    peak = learning_rate(20, total, cfg)  # cosine counted from step 0: just below lr at the end of warm-up
+    assert 0.9e-3 < peak < 1e-3 and peak == pytest.approx(1e-4 + 0.45e-3 * (1 + math.cos(math.pi * 0.1)))
+    assert learning_rate(total, total, cfg) == pytest.approx(1e-4)
+    lrs = [learning_rate(s, total, cfg) for s in range(20, total + 1)]
+    assert all(a >= b for a, b in itertools.pairwise(lrs))
+
+
+def test_equal_shapes_give_close_parameter_counts() -> None:
+    mm, gpt = build_model(RunConfig(model="mosaic")), build_model(RunConfig(model="gpt"))
+    # same non-embedding count up to biases/LayerNorms/per-head scalars (GPT's learned positions are excluded)
+    assert abs(mm.num_params() - gpt.num_params()) / gpt.num_params() < 0.02
+
+
+@pytest.mark.parametrize("model", ["mosaic", "gpt"])
+def test_tiny_training_run(tmp_path, model: str) -> None:
+    cfg = RunConfig(model=model, n_train=6, n_layer=1, n_head=2, n_embd=16, epochs=2, batch_size=4, n_val=3, n_test=3)
+    r = train_run(cfg, tmp_path, progress=False)
+    assert r["best_epoch"] in (1, 2) and r["steps"] == 4
+    assert 0 <= r["test"]["accuracy"] <= 1 and 0 <= r["test"]["tvd"] <= 1 and r["test"]["positions"] > 0
+    assert (tmp_path / "checkpoint" / "model.safetensors").is_file()
+    assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 2
+    assert json.loads((tmp_path / "metrics.json").read_text())["config"]["model"] == model
+
+
+def test_cli_end_to_end(tmp_path, capsys) -> None:
+    out = tmp_path / "rb"
+    argv = ["regbench", "--out", str(out), "--n-train", "5", "--n-layer", "1", "--n-head", "2", "--n-embd", "16"]
+    argv += ["--epochs", "1", "--n-val", "3", "--n-test", "4", "--weight-decay", "0.01", "0.1"]
+    assert main(argv) == 0
+    assert {"config.json", "ngram.json", "results.json", "table.md", "regbench.png"} <= {p.name for p in out.iterdir()}
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["selected"]) == 2  # best of the two weight decays, for each model
+    assert set(results["ngram"]) == {"2-gram", "3-gram"}
+    table = (out / "table.md").read_text()
+    assert "Memory Mosaic" in table and "Transformer" in table and "| 0.937 |" in table  # published 3-gram
+    assert main(argv) == 0  # a second call reuses every finished run
+    assert capsys.readouterr().out.count("reuse") == 4
+
+
+def test_cli_iid(tmp_path) -> None:
+    out = tmp_path / "iid"
+    argv = ["regbench", "--out", str(out), "--iid", "--models", "mosaic", "--n-train", "3", "--n-layer", "1"]
+    argv += ["--n-head", "2", "--n-embd", "16", "--epochs", "1", "--n-val", "2", "--n-test", "2"]
+    assert main(argv) == 0
+    assert (out / "iid" / "mosaic" / "N3").is_dir() and "IID" in (out / "table.md").read_text()
+
+
+def test_paper_sweep_listing(tmp_path, capsys) -> None:
+    assert main(["regbench", "--paper", "--list", "--out", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    # 5 N x 2 models x depth 3 x heads 3 x d 3 x wd 2 (every d is divisible by every head count)
+    assert "540 runs" in out and "N40000/L8_H8_d256_wd0.01  epochs 200  eval every 1" in out
+    assert not (tmp_path / "p").exists()
+    assert main(["regbench", "--list", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out  # the CPU default: 4 runs of about 480 steps
+    assert "4 runs" in out and "N100/L2_H4_d64_wd0.1  epochs 120" in out and "N500/L2_H4_d64_wd0.1  epochs 30" in out
+    assert (
+        main(["regbench", "--paper", "--n-train", "100", "--models", "mosaic", "--list", "--out", str(tmp_path)]) == 0
+    )
+    assert "54 runs" in capsys.readouterr().out  # explicit flags win over --paper
