@@ -1,0 +1,209 @@
+"""What the language-model figure commands share: checkpoints with labels, evaluation tokens, and the three outputs
+(PNG, JSON of the numbers, Markdown section) that every figure writes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memory_mosaics.models import LanguageModel
+
+PAPER = "Zhang et al., Memory Mosaics (ICLR 2025)"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model and where it came from."""
+
+    label: str
+    path: Path
+    model: LanguageModel
+    meta: dict[str, Any] | None  # the dataset meta (tokenizer) recorded with the checkpoint
+
+    @property
+    def kind(self) -> str:
+        """``mosaic``, ``gpt-learned``, ``gpt-rope``, ``gpt-alibi`` or ``gpt-none``."""
+        return self.model.model_type if self.model.model_type != "gpt" else f"gpt-{self.model.config.pos}"
+
+    @property
+    def block_size(self) -> int:
+        return int(self.model.config.block_size)
+
+    def describe(self) -> dict[str, Any]:
+        c = self.model.config
+        return {
+            "label": self.label,
+            "checkpoint": str(self.path),
+            "kind": self.kind,
+            "n_layer": c.n_layer,
+            "n_embd": c.n_embd,
+            "n_head": c.n_head,
+            "block_size": c.block_size,
+            "params": self.model.num_params(),
+        }
+
+
+def default_label(model: LanguageModel) -> str:
+    c = model.config
+    if model.model_type == "mosaic":
+        return f"Memory Mosaic {c.n_layer}L"
+    pos = {"learned": "", "rope": "-RoPE", "alibi": "-ALiBi", "none": "-NoPE"}.get(c.pos, f"-{c.pos}")
+    return f"GPT{pos} {c.n_layer}L"
+
+
+def split_spec(spec: str) -> tuple[str | None, str]:
+    """``LABEL=PATH`` or ``PATH``."""
+    if "=" in spec and not Path(spec).exists():
+        label, path = spec.split("=", 1)
+        return label, path
+    return None, spec
+
+
+def load_checkpoints(specs: list[str], device: str = "cpu") -> list[Checkpoint]:
+    """Checkpoint folders or run folders (their newest good checkpoint), each optionally ``LABEL=PATH``."""
+    from memory_mosaics.train.evaluate import load_checkpoint
+
+    out = []
+    for spec in specs:
+        label, path = split_spec(spec)
+        ckpt, model, meta = load_checkpoint(path, device)
+        out.append(Checkpoint(label or default_label(model), ckpt, model, meta))
+    labels = [c.label for c in out]
+    if len(set(labels)) != len(labels):  # two runs of the same shape: fall back to the folder names
+        for c in out:
+            c.label = f"{c.label} ({c.path.parent.name})"
+    return out
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("checkpoints", nargs="+", metavar="[LABEL=]CKPT", help=what)
+    parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--text", metavar="FILE", help="a .txt (documents separated by <|endoftext|>) or .jsonl file")
+    src.add_argument("--data", metavar="DIR", help="a prepared dataset (default: the one each run trained on)")
+    parser.add_argument("--split", default="", help="split of --data (default: its validation split)")
+    parser.add_argument("--max-windows", type=int, default=64, help="evaluate at most this many windows (0 = all)")
+    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward")
+
+
+def eval_tokens(ck: Checkpoint, args: argparse.Namespace) -> tuple[np.ndarray, str]:
+    """The token stream to evaluate ``ck`` on, read with its own tokenizer, and a name for it."""
+    from memory_mosaics.train.batches import default_val_split, open_split
+    from memory_mosaics.train.evaluate import _run_data_dir, check_vocab, encode_text, load_tokenizer_for
+
+    if args.text:
+        path = Path(args.text)
+        if not path.is_file():
+            raise FileNotFoundError(f"no text file {path}")
+        return encode_text(path, load_tokenizer_for(ck.path, ck.meta, None)), str(path)
+    data = args.data or _run_data_dir(ck.path)
+    split = args.split or default_val_split(data)
+    if split is None:
+        raise ValueError(f"{data} has no validation split; name one with --split")
+    shard = open_split(data, split)
+    check_vocab(ck.path, ck.model, ck.meta, shard.meta, f"{data}/meta.json")
+    return np.asarray(shard.tokens), f"{data}:{split}"
+
+
+def tokenizer_key(ck: Checkpoint) -> str:
+    tok = (ck.meta or {}).get("tokenizer", {})
+    return json.dumps({k: tok.get(k) for k in ("kind", "vocab_size", "eot_id")}, sort_keys=True)
+
+
+def same_tokenizer_note(cks: list[Checkpoint]) -> str:
+    """A warning line when the models were trained with different tokenizers (losses are then not comparable)."""
+    keys = {tokenizer_key(c) for c in cks}
+    return (
+        "" if len(keys) <= 1 else "**Warning:** these checkpoints use different tokenizers; losses are not comparable."
+    )
+
+
+def smooth(values: np.ndarray | list[float], width: int) -> np.ndarray:
+    """Centred moving average that keeps the length (the window shrinks at the edges)."""
+    v = np.asarray(values, dtype=np.float64)
+    if width <= 1 or len(v) < 2:
+        return v
+    c = np.concatenate([[0.0], np.cumsum(v)])
+    i = np.arange(len(v))
+    lo, hi = np.maximum(0, i - width // 2), np.minimum(len(v), i + width // 2 + 1)
+    return (c[hi] - c[lo]) / (hi - lo)
+
+
+def rounded(x: Any, digits: int = 6) -> Any:
+    """Floats rounded to ``digits`` significant digits (keeps the JSON small); NaN/inf become None."""
+    if isinstance(x, float):
+        return None if not math.isfinite(x) else float(f"{x:.{digits}g}")
+    if isinstance(x, dict):
+        return {k: rounded(v, digits) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [rounded(v, digits) for v in x]
+    if isinstance(x, np.ndarray):
+        return rounded(x.tolist(), digits)
+    if isinstance(x, np.generic):
+        return rounded(x.item(), digits)
+    return x
+
+
+def md_table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            v = f"{v:.4f}"
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; also safe under pytest
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_outputs(out: str | Path, name: str, numbers: dict[str, Any], section: str, fig: Any | None = None) -> Path:
+    """``<out>/<name>.json`` (numbers), ``<name>.md`` (a Markdown section) and ``<name>.png`` (the figure)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(rounded(numbers), indent=1) + "\n")
+    if fig is not None:
+        save_figure(fig, out / f"{name}.png")
+    (out / f"{name}.md").write_text(section.rstrip() + "\n")
+    return out
+
+
+def save_figure(fig: Any, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    pyplot().close(fig)
+
+
+def panel_grid(n: int, width: float = 4.5, height: float = 3.5, max_cols: int = 3) -> tuple[Any, list[Any]]:
+    plt = pyplot()
+    cols = min(n, max_cols)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+ARCH_COLOURS = {"mosaic": "tab:red", "gpt-learned": "tab:blue", "gpt-rope": "tab:green", "gpt-alibi": "tab:purple"}
+
+
+def colour(kind: str) -> str:
+    return ARCH_COLOURS.get(kind, "tab:gray")
