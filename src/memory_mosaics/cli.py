@@ -1,7 +1,7 @@
 """``mosaic``: one entry point, one sub-command per task.
 
 Each sub-command lives in its own module, imported only when it runs (so ``mosaic --help`` stays fast). A module
-provides ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int | None``.
+provides ``HELP`` (its description), ``add_arguments(parser)`` and ``run(args) -> int | None``.
 """
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ import importlib
 import importlib.util
 import sys
 
-COMMANDS: dict[str, str] = {
-    "demo": "memory_mosaics.experiments.demo",
-    "induction": "memory_mosaics.experiments.induction",
-    "moons": "memory_mosaics.experiments.moons.cli",
-    "regbench": "memory_mosaics.experiments.regbench.cli",
-    "prepare": "memory_mosaics.data.cli",
-    "convert": "memory_mosaics.data.convert",
-    "train": "memory_mosaics.train.cli",
-    "eval": "memory_mosaics.train.evaluate",
-    "generate": "memory_mosaics.generate_cli",
-    "paper": "memory_mosaics.experiments.language.cli",
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("memory_mosaics.experiments.demo", "the main job: laptop-scale reproduction, one report folder"),
+    "induction": ("memory_mosaics.experiments.induction", "one-block induction head: Memory Mosaic vs GPT"),
+    "moons": ("memory_mosaics.experiments.moons.cli", "three moons: predictive disentanglement (Section 5)"),
+    "regbench": ("memory_mosaics.experiments.regbench.cli", "RegBench in-context language learning (Figure 9)"),
+    "prepare": ("memory_mosaics.data.cli", "corpora (.txt, .jsonl, Hugging Face) to token shards and tokenizer"),
+    "convert": ("memory_mosaics.data.convert", "import a checkpoint of the authors' nanoMosaics code"),
+    "train": ("memory_mosaics.train.cli", "train a Memory Mosaic or a GPT (torchrun for several processes)"),
+    "eval": ("memory_mosaics.train.evaluate", "validation loss (and per-position loss) of a checkpoint"),
+    "generate": ("memory_mosaics.generate_cli", "complete prompts with streaming generation or beam search"),
+    "paper": ("memory_mosaics.experiments.language.cli", "the paper's language-model figures and tables"),
 }
 
 
@@ -34,18 +34,18 @@ def _find(mod: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {name: mod for name, mod in COMMANDS.items() if _find(mod)}
+    commands = {name: entry for name, entry in COMMANDS.items() if _find(entry[0])}
     parser = argparse.ArgumentParser(prog="mosaic", description="Memory Mosaics: train, evaluate, reproduce the paper.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = argv[0] if argv and argv[0] in commands else None
-    for name, mod in commands.items():
+    for name, (mod, summary) in commands.items():
         if name == chosen:
             module = importlib.import_module(mod)
             p = sub.add_parser(name, help=module.HELP, description=module.HELP)
             module.add_arguments(p)
             p.set_defaults(_run=module.run)
         else:
-            sub.add_parser(name, help=f"(see mosaic {name} --help)")
+            sub.add_parser(name, help=summary)
     args = parser.parse_args(argv)
     if not hasattr(args, "_run"):
         parser.print_help()

@@ -1,0 +1,34 @@
+import importlib
+import json
+
+import pytest
+
+from memory_mosaics.cli import COMMANDS, main
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_command_is_registered_and_complete(name, capsys):
+    module = importlib.import_module(COMMANDS[name][0])
+    assert module.HELP and callable(module.add_arguments) and callable(module.run)
+    with pytest.raises(SystemExit) as exit_:
+        main([name, "--help"])
+    assert exit_.value.code == 0
+    assert name in capsys.readouterr().out
+
+
+def test_top_level_help_lists_the_commands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
+
+
+def test_unknown_command_is_an_error():
+    with pytest.raises(SystemExit) as exit_:
+        main(["nonsense"])
+    assert exit_.value.code == 2
+
+
+def test_induction_command_writes_its_numbers(tmp_path):
+    assert main(["induction", "--out", str(tmp_path), "--steps", "5"]) == 0
+    record = json.loads((tmp_path / "induction.json").read_text())
+    assert set(record["results"]) == {"mosaic", "gpt"} and record["steps"] == 5
