@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import resource
 import statistics
@@ -99,6 +100,9 @@ def run_isolated(kind: str, args: argparse.Namespace, context: int) -> dict:
 
 
 def main() -> None:
+    # glibc raises its mmap threshold after large frees and then keeps freed activations in the heap, so a process's
+    # peak RSS would measure allocator history more than live memory; a fixed threshold returns big tensors at once.
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 16))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--contexts", type=int, nargs="+", default=[512, 2048])
     p.add_argument("--batch", type=int, default=8)

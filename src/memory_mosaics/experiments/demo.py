@@ -4,6 +4,7 @@ one report folder (Markdown, JSON, PNG)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import time
 from pathlib import Path
@@ -17,13 +18,23 @@ from memory_mosaics.generate import generate
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the headless backend
 
-HELP = "Run the laptop-scale demonstration (one-block induction head, streaming) and write a report folder."
+HELP = (
+    "The main job: the laptop-scale reproduction on data made here (one-block induction head and streaming, three "
+    "moons, RegBench at small N), one report folder."
+)
+
+# (section title, module, arguments after --out, report file inside its folder)
+EXPERIMENTS = {
+    "moons": ("Three moons (Section 5)", "memory_mosaics.experiments.moons.cli", [], "report.md"),
+    "regbench": ("RegBench (Figure 9)", "memory_mosaics.experiments.regbench.cli", ["--n-train", "100"], "table.md"),
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="report folder")
     p.add_argument("--steps", type=int, default=300, help="training steps of the induction experiment, per model")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip", nargs="*", default=[], choices=sorted(EXPERIMENTS), help="experiments to leave out")
 
 
 def induction_section(out: Path, steps: int, seed: int) -> tuple[str, dict]:
@@ -98,14 +109,33 @@ def stream_error(model: torch.nn.Module, x: torch.Tensor, prefill: int) -> float
     return (torch.cat(parts, 1) - full).abs().max().item()
 
 
+def run_experiment(name: str, out: Path) -> tuple[str, float]:
+    """Run another command with its defaults; return a section that links to its report, and its duration."""
+    title, module_name, argv, report = EXPERIMENTS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    t0 = time.perf_counter()
+    code = module.run(parser.parse_args(["--out", str(out / name), *argv]))
+    seconds = time.perf_counter() - t0
+    if code:
+        raise RuntimeError(f"mosaic {name} failed with exit code {code}")
+    command = " ".join(["mosaic", name, "--out", str(out / name), *argv])
+    return f"## {title}\n\n`{command}` ({seconds:.0f} s): see [{name}/{report}]({name}/{report}).\n", seconds
+
+
 def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     sections, numbers = [], {}
     text, numbers["induction"] = induction_section(args.out, args.steps, args.seed)
     sections.append(text)
+    for name in EXPERIMENTS:
+        if name not in args.skip:
+            text, numbers[f"{name}_seconds"] = run_experiment(name, args.out)
+            sections.append(text)
     numbers["seconds"] = time.perf_counter() - t0
-    numbers["config"] = {"steps": args.steps, "seed": args.seed}
+    numbers["config"] = {"steps": args.steps, "seed": args.seed, "skip": args.skip}
     (args.out / "results.json").write_text(json.dumps(numbers, indent=2) + "\n")
     report = "# memory-mosaics demonstration\n\nCommand: `mosaic demo --out {}` ({:.0f} s).\n\n{}".format(
         args.out, numbers["seconds"], "\n".join(sections)
