@@ -191,3 +191,14 @@ def read_config(directory: Path) -> tuple[str, dict[str, Any]]:
         return meta["model_type"], meta["config"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{path} is not a valid model config: {e}") from e
+
+
+def check_common(c: Any) -> None:
+    """Checks every architecture config shares: positive sizes, heads dividing the width, dropout in [0, 1)."""
+    for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        if getattr(c, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
+    if c.n_embd % c.n_head:
+        raise ValueError(f"n_embd ({c.n_embd}) must be divisible by n_head ({c.n_head})")
+    if not 0.0 <= c.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {c.dropout}")

@@ -10,8 +10,7 @@ from torch import Tensor, nn
 
 from memory_mosaics.layers.features import merge_heads, split_heads
 from memory_mosaics.layers.mlp import MLP
-from memory_mosaics.models.base import LanguageModel
-from memory_mosaics.models.mosaic import check_common
+from memory_mosaics.models.base import LanguageModel, check_common
 from memory_mosaics.ops.retrieval import retrieval
 from memory_mosaics.state import AttentionState, ModelState
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from memory_mosaics.layers.block import PERSISTENT_KINDS, MosaicBlock, MosaicBlockState
-from memory_mosaics.models.base import LanguageModel
+from memory_mosaics.models.base import LanguageModel, check_common
 from memory_mosaics.ops.leaky import DEFAULT_CHUNK
 from memory_mosaics.state import ModelState
 
@@ -41,16 +41,6 @@ class MosaicConfig:
             raise ValueError(f"persistent must be one of {PERSISTENT_KINDS}, got {self.persistent!r}")
         if self.pmem_size < 1 or self.pmem_count < 1:
             raise ValueError(f"pmem_size and pmem_count must be >= 1 (got {self.pmem_size}, {self.pmem_count})")
-
-
-def check_common(c: MosaicConfig | object) -> None:
-    for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-        if getattr(c, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
-    if c.n_embd % c.n_head:
-        raise ValueError(f"n_embd ({c.n_embd}) must be divisible by n_head ({c.n_head})")
-    if not 0.0 <= c.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {c.dropout}")
 
 
 class MemoryMosaic(LanguageModel):
