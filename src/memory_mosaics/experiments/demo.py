@@ -110,7 +110,8 @@ def stream_error(model: torch.nn.Module, x: torch.Tensor, prefill: int) -> float
 
 
 def run_experiment(name: str, out: Path) -> tuple[str, float]:
-    """Run another command with its defaults; return a section that links to its report, and its duration."""
+    """Run another command with its defaults; return a section that links to its report, and its duration. An
+    exception in the command propagates; a non-zero exit code (failed acceptance checks) is reported in the section."""
     title, module_name, argv, report = EXPERIMENTS[name]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser()
@@ -118,10 +119,11 @@ def run_experiment(name: str, out: Path) -> tuple[str, float]:
     t0 = time.perf_counter()
     code = module.run(parser.parse_args(["--out", str(out / name), *argv]))
     seconds = time.perf_counter() - t0
-    if code:
-        raise RuntimeError(f"mosaic {name} failed with exit code {code}")
     command = " ".join(["mosaic", name, "--out", str(out / name), *argv])
-    return f"## {title}\n\n`{command}` ({seconds:.0f} s): see [{name}/{report}]({name}/{report}).\n", seconds
+    text = f"## {title}\n\n`{command}` ({seconds:.0f} s): see [{name}/{report}]({name}/{report}).\n"
+    if code:  # the command ran to the end but says that some of its acceptance checks failed
+        text += f"\nIt exited with code {code}: not all of its acceptance checks passed (details in its report).\n"
+    return text, seconds
 
 
 def run(args: argparse.Namespace) -> int:
