@@ -10,3 +10,19 @@ def test_demo_writes_a_report(tmp_path):
     numbers = json.loads((tmp_path / "results.json").read_text())
     assert numbers["induction"]["stream_vs_full_max_abs_error_float64"] < 1e-9
     assert numbers["config"]["skip"] == ["moons", "regbench"]
+
+
+def test_failed_acceptance_of_a_sub_experiment_is_reported_not_fatal(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from memory_mosaics.experiments import demo
+
+    fake = types.ModuleType("fake_experiment")
+    fake.HELP = "fake"
+    fake.add_arguments = lambda p: p.add_argument("--out")
+    fake.run = lambda args: 1  # ran to the end, some acceptance check failed
+    monkeypatch.setitem(sys.modules, "fake_experiment", fake)
+    monkeypatch.setattr(demo, "EXPERIMENTS", {"fake": ("Fake", "fake_experiment", [], "report.md")})
+    text, _ = demo.run_experiment("fake", tmp_path)
+    assert "exited with code 1" in text and "fake/report.md" in text
