@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from memory_mosaics.ops.norm import head_scale, scaled_norm, scaled_norm_backward
+
 DEFAULT_CHUNK = 16  # measured fastest on CPU at T = 512 and 2048 (benchmarks/throughput.py)
 
 
@@ -81,16 +83,12 @@ def leaky_average(
     return out, out[:, :, -1]
 
 
-NORM_EPS = 1e-10
-
-
 def scaled_leaky_keys_naive(
     x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """Reference for the whole key path of eq. (6): k_t = exp(log_scale_h) · k̄_t / (‖k̄_t‖ + ε)."""
     k_bar, last = leaky_average(x, beta, state)
-    scale = torch.exp(log_scale).view(1, -1, 1, 1).to(x.dtype)
-    return k_bar / (k_bar.norm(dim=-1, keepdim=True) + NORM_EPS) * scale, last
+    return scaled_norm(k_bar, log_scale)[0], last
 
 
 class _ScaledLeakyKeys(torch.autograd.Function):
@@ -104,26 +102,21 @@ class _ScaledLeakyKeys(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
         k_bar, last = leaky_average(x, beta, state)
-        q = k_bar.norm(dim=-1, keepdim=True) + NORM_EPS
-        scale = torch.exp(log_scale).view(1, -1, 1, 1).to(x.dtype)
-        k = k_bar / q * scale
+        k, q = scaled_norm(k_bar, log_scale)
         ctx.save_for_backward(k, q, beta, log_scale, state)
         return k, last
 
     @staticmethod
     def backward(ctx, g_k: Tensor, g_last: Tensor | None):
         k, q, beta, log_scale, state = ctx.saved_tensors
-        scale = torch.exp(log_scale).view(1, -1, 1, 1).to(k.dtype)
-        n = k / scale  # k̄ / q
+        scale = head_scale(log_scale, k.dtype)
         g_log_scale = (g_k * k).sum(dim=(0, 2, 3))
-        r = (q - NORM_EPS).clamp_min(torch.finfo(k.dtype).tiny)  # ‖k̄‖
-        # k = s·k̄/q with q = ‖k̄‖ + ε:  dL/dk̄ = (s/q)·(g - n·(n·g)·q/r)
-        g_bar = scale / q * (g_k - n * (n * g_k).sum(-1, keepdim=True) * (q / r))
+        g_bar = scaled_norm_backward(g_k, k, q, scale)
         if g_last is not None:
             g_bar[:, :, -1] += g_last
         decay = torch.exp(-beta).view(1, -1, 1, 1).to(k.dtype)
         g_x = leaky_average(g_bar.flip(2), beta)[0].flip(2)  # Σ_{t' ≥ t} λ^{t'-t} g_t'
-        k_bar = n * q
+        k_bar = k / scale * q
         prev = torch.cat(
             [torch.zeros_like(k_bar[:, :, :1]) if state is None else state.unsqueeze(2), k_bar[:, :, :-1]], 2
         )

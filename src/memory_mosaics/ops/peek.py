@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from memory_mosaics.ops.leaky import NORM_EPS
+from memory_mosaics.ops.norm import head_scale, scaled_norm, scaled_norm_backward
 
 
 def _shift_up(u: Tensor) -> Tensor:
@@ -21,8 +21,7 @@ def _shift_up(u: Tensor) -> Tensor:
 
 def combine(u_next: Tensor, u_now: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
     c = coef.view(1, -1, 1, 1).to(u_now.dtype)
-    m = (1 - c) * u_next + c * u_now
-    return m / (m.norm(dim=-1, keepdim=True) + NORM_EPS) * torch.exp(log_scale).view(1, -1, 1, 1).to(m.dtype)
+    return scaled_norm((1 - c) * u_next + c * u_now, log_scale)[0]
 
 
 def peek_values_naive(u: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
@@ -33,21 +32,16 @@ class _PeekValues(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
         c = coef.view(1, -1, 1, 1).to(u.dtype)
-        m = (1 - c) * _shift_up(u) + c * u
-        q = m.norm(dim=-1, keepdim=True) + NORM_EPS
-        v = m / q * torch.exp(log_scale).view(1, -1, 1, 1).to(u.dtype)
+        v, q = scaled_norm((1 - c) * _shift_up(u) + c * u, log_scale)
         ctx.save_for_backward(u, v, q, coef, log_scale)
         return v
 
     @staticmethod
     def backward(ctx, g_v: Tensor):
         u, v, q, coef, log_scale = ctx.saved_tensors
-        scale = torch.exp(log_scale).view(1, -1, 1, 1).to(u.dtype)
         c = coef.view(1, -1, 1, 1).to(u.dtype)
         g_log_scale = (g_v * v).sum(dim=(0, 2, 3))
-        n = v / scale  # m / q
-        r = (q - NORM_EPS).clamp_min(torch.finfo(u.dtype).tiny)
-        g_m = scale / q * (g_v - n * (n * g_v).sum(-1, keepdim=True) * (q / r))
+        g_m = scaled_norm_backward(g_v, v, q, head_scale(log_scale, u.dtype))
         g_coef = (g_m * (u - _shift_up(u))).sum(dim=(0, 2, 3))
         g_u = c * g_m  # u_t enters m_t with weight c ...
         g_u[:, :, 1:] += (1 - c) * g_m[:, :, :-1]  # ... and m_{t-1} with weight 1 - c
