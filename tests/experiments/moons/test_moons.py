@@ -11,7 +11,7 @@ from memory_mosaics.experiments.moons.evaluate import (
     rollout_error_naive,
 )
 from memory_mosaics.experiments.moons.model import MoonsNet, clipped_loss, complex_linear
-from memory_mosaics.experiments.moons.train import TrainConfig, train_net
+from memory_mosaics.experiments.moons.train import TrainConfig, one_head_config, rollout_loss, train_net
 
 
 @pytest.fixture(autouse=True)
@@ -156,11 +156,32 @@ def test_clipped_loss_ignores_large_errors():
 
 @pytest.mark.parametrize("n_heads", [1, 3])
 def test_short_training_decreases_the_loss(n_heads):
-    cfg = TrainConfig(iters=25, batch_size=8, short_len=64, short_frac=1.0, restarts=1)
-    net, losses = train_net(n_heads, seed=0, cfg=cfg)
-    assert len(losses) == 25
+    cfg = TrainConfig(iters=25, batch_size=8, short_len=64, short_frac=1.0, restarts=1, rollout_iters=0)
+    net, losses, rollout_losses = train_net(n_heads, seed=0, cfg=cfg)
+    assert len(losses) == 25 and rollout_losses == []
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
     assert isinstance(net, MoonsNet)
+
+
+def test_rollout_loss_is_the_evaluated_error_and_has_gradients():
+    data = MoonsData()
+    net = MoonsNet(3, generator=torch.Generator().manual_seed(0))
+    seq = data.sequences(VAL_COMBO, 3, torch.Generator().manual_seed(1), length=120)
+    contexts = [40, 1, 90]  # one per sequence, including an empty memory
+    loss = rollout_loss(net, seq, contexts, steps=7)
+    with torch.no_grad():
+        expected = torch.stack([rollout_error(net, seq[b : b + 1], [c], steps=7)[0] for b, c in enumerate(contexts)])
+    torch.testing.assert_close(loss, expected.mean(), rtol=1e-5, atol=1e-6)
+    loss.backward()
+    for p in net.parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+def test_rollout_phase_runs_for_three_heads_only():
+    cfg = TrainConfig(iters=4, short_len=40, short_frac=0.5, restarts=1, rollout_iters=3, rollout_context=(20, 60))
+    _, losses, rollout_losses = train_net(3, seed=0, cfg=cfg)
+    assert len(losses) == 4 and len(rollout_losses) == 3
+    assert one_head_config(cfg).rollout_iters == 0
 
 
 def test_cli_writes_a_report(tmp_path):
@@ -170,7 +191,8 @@ def test_cli_writes_a_report(tmp_path):
 
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
-    flags = "--seeds 1 --heads 3 --iters 4 --short-len 40 --restarts 1 --eval-sequences 2 --curve-stride 200"
+    flags = "--seeds 1 --heads 3 --iters 4 --short-len 40 --restarts 1 --rollout-iters 2 --eval-sequences 2"
+    flags += " --curve-stride 200"
     args = parser.parse_args(["--out", str(tmp_path), *flags.split(), "--threads", "1"])
     assert cli.run(args) == 1  # four iterations do not converge: the run says so
     for name in ("report.md", "config.json", "metrics.json", "curves.csv", "fig5_3head.png", "fig10_weights_3head.png"):

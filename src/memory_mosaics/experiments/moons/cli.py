@@ -43,7 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--restarts", type=int, default=d.restarts, help=f"phase-1 candidates per seed, best loss kept ({d.restarts})"
     )
     parser.add_argument(
-        "--same-recipe", action="store_true", help="train the one-head net like the three-head one (default: 600 its)"
+        "--rollout-iters",
+        type=int,
+        default=d.rollout_iters,
+        help=f"phase 3 of the three-head net: rollout fine-tuning iterations, 0: none ({d.rollout_iters})",
+    )
+    parser.add_argument(
+        "--same-recipe", action="store_true", help="train the one-head net like the three-head one (default: 800 its)"
     )
     parser.add_argument("--unbalanced", action="store_true", help="draw batch combinations at random")
     parser.add_argument("--authors", action="store_true", help="the authors' recipe (batch 64, 500 its, lr 1e-2, ...)")
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             final_clip=args.final_clip,
             restarts=args.restarts,
             balanced=not args.unbalanced,
+            rollout_iters=args.rollout_iters,
         )
     cfg = RunConfig(
         heads=sorted(set(args.heads)),

@@ -129,8 +129,12 @@ def plot_losses(out: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(heads), figsize=(5.5 * len(heads), 3.6), squeeze=False)
     for ax, h in zip(axes[0], heads, strict=True):
         for r in (r for r in out["results"] if r["heads"] == h):
-            ax.semilogy(r["losses"], lw=0.8, color="C0" if converged(r) else "C3", alpha=0.7)
-        ax.set_title(f"{NAMES[h]}: clipped training loss")
+            color = "C0" if converged(r) else "C3"
+            ax.semilogy(r["losses"], lw=0.8, color=color, alpha=0.7)
+            rollout = r.get("rollout_losses") or []
+            ax.semilogy(range(len(r["losses"]), len(r["losses"]) + len(rollout)), rollout, lw=0.8, ls="--", color=color)
+        rollout = any(r.get("rollout_losses") for r in out["results"] if r["heads"] == h)
+        ax.set_title(f"{NAMES[h]}: clipped loss" + (", then rollout error (dashed)" if rollout else ""))
         ax.set_xlabel("iteration")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -80,7 +80,7 @@ def train_job(n_heads: int, seed: int, train: TrainConfig, ev: EvalConfig) -> di
     """Train one net and measure it on the validation combination at ``seed_contexts``."""
     t0, c0 = time.perf_counter(), time.process_time()
     data = MoonsData()
-    net, losses = train_net(n_heads, seed, train, data)
+    net, losses, rollout_losses = train_net(n_heads, seed, train, data)
     train_s = time.perf_counter() - t0
     contexts = seed_contexts(data, VAL_COMBO)
     errors = rollout_error(net, eval_sequences(data, VAL_COMBO, ev), contexts).tolist()
@@ -90,6 +90,7 @@ def train_job(n_heads: int, seed: int, train: TrainConfig, ev: EvalConfig) -> di
         "heads": n_heads,
         "seed": seed,
         "losses": losses,
+        "rollout_losses": rollout_losses,
         "state": {name: p.detach().tolist() for name, p in net.state_dict().items()},
         "val_contexts": contexts,
         "val_errors": errors,
