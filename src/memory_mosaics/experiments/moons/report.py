@@ -237,8 +237,16 @@ def _markdown(out: dict, acc: dict, figs: list[tuple[str, str]]) -> str:
         f"{t['short_frac']:.2f} of the iterations on {t['short_len']}-step sequences, then "
         f"{cfg['data']['block_size']} with the clip tightened to {t['final_clip']}; "
         f"W_φ initialised ×{t['key_init_scale']}; "
-        f"{t['restarts']} phase-1 candidate(s) per seed, the lowest training loss kept; one-head net: "
-        f"{cfg['train_one_head']['iters']} iterations, {cfg['train_one_head']['short_frac']:.2f} in phase 1. "
+        f"{t['restarts']} phase-1 candidate(s) per seed, the lowest training loss kept; "
+        + (
+            f"then {t['rollout_iters']} iterations of Adam (lr {t['rollout_lr']} → 0) on the {t['rollout_steps']}-step "
+            f"rollout error from contexts in {list(t['rollout_context'])} ({t['rollout_per_combo']} sequences per "
+            "training combination); "
+            if t.get("rollout_iters")
+            else ""
+        )
+        + f"one-head net: {cfg['train_one_head']['iters']} iterations, "
+        f"{cfg['train_one_head']['short_frac']:.2f} in phase 1, no rollout phase. "
         f"Evaluation: {cfg['eval']['sequences']} sequences per curve, "
         f"25 auto-regressive steps, β = 50.",
         f"Validation periods {tuple(cfg['data']['val_combo'])} (never seen together in training): "
