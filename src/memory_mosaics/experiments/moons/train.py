@@ -43,6 +43,7 @@ and changed (numbers in the run report):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 import torch
@@ -106,11 +107,11 @@ def _lr_lambda(cfg: TrainConfig):
     return lambda i: 1 + (cfg.lr_end / cfg.lr - 1) * min(i, cfg.iters) / cfg.iters
 
 
-def _steps(model, opt, sched, cfg: TrainConfig, data: MoonsData, gen, steps: range, seq_len: int, clips, bar):
+def _optimise(opt, sched, loss_at: Callable[[int], Tensor], steps: Iterable[int], bar, name: str) -> list[float]:
+    """One optimiser step per i in ``steps`` on ``loss_at(i)`` (which draws its own batch); returns the losses."""
     losses = []
     for i in steps:
-        x, y = data.train_batch(cfg.batch_size, gen, balanced=cfg.balanced, seq_len=seq_len)
-        loss = clipped_loss(model(x), y, clips(i))
+        loss = loss_at(i)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -118,8 +119,16 @@ def _steps(model, opt, sched, cfg: TrainConfig, data: MoonsData, gen, steps: ran
         losses.append(loss.item())
         if bar is not None:
             bar.update()
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            bar.set_postfix({name: f"{losses[-1]:.4f}"})
     return losses
+
+
+def _steps(model, opt, sched, cfg: TrainConfig, data: MoonsData, gen, steps: range, seq_len: int, clips, bar):
+    def loss_at(i: int) -> Tensor:
+        x, y = data.train_batch(cfg.batch_size, gen, balanced=cfg.balanced, seq_len=seq_len)
+        return clipped_loss(model(x), y, clips(i))
+
+    return _optimise(opt, sched, loss_at, steps, bar, "loss")
 
 
 def clip_at(cfg: TrainConfig, i: int) -> float:
@@ -162,23 +171,14 @@ def _rollout_phase(model: MoonsNet, cfg: TrainConfig, data: MoonsData, gen: torc
     opt = torch.optim.Adam(model.parameters(), lr=cfg.rollout_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / cfg.rollout_iters)
     lo, hi = cfg.rollout_context
-    losses = []
-    for _ in range(cfg.rollout_iters):
-        seq = torch.cat(
-            [data.sequences(combo, cfg.rollout_per_combo, gen, hi + cfg.rollout_steps) for combo in data.train_combos]
-        )
-        loss = rollout_loss(
-            model, seq, torch.randint(lo, hi, (seq.shape[0],), generator=gen).tolist(), cfg.rollout_steps
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if bar is not None:
-            bar.update()
-            bar.set_postfix(rollout=f"{losses[-1]:.4f}")
-    return losses
+
+    def loss_at(_: int) -> Tensor:
+        length = hi + cfg.rollout_steps
+        seq = torch.cat([data.sequences(combo, cfg.rollout_per_combo, gen, length) for combo in data.train_combos])
+        contexts = torch.randint(lo, hi, (seq.shape[0],), generator=gen).tolist()
+        return rollout_loss(model, seq, contexts, cfg.rollout_steps)
+
+    return _optimise(opt, sched, loss_at, range(cfg.rollout_iters), bar, "rollout")
 
 
 def train_net(
