@@ -229,6 +229,7 @@ def _per_seed_rows(out: dict) -> list[dict]:
 def _markdown(out: dict, acc: dict, figs: list[tuple[str, str]]) -> str:
     cfg = out["config"]
     t = cfg["train"]
+    lo, hi = t["rollout_context"]
     lines = [
         "# Three moons (Memory Mosaics, Section 5, Figures 4, 5, 10)",
         "",
@@ -240,8 +241,8 @@ def _markdown(out: dict, acc: dict, figs: list[tuple[str, str]]) -> str:
         f"{t['restarts']} phase-1 candidate(s) per seed, the lowest training loss kept; "
         + (
             f"then {t['rollout_iters']} iterations of Adam (lr {t['rollout_lr']} → 0) on the {t['rollout_steps']}-step "
-            f"rollout error from contexts in {list(t['rollout_context'])} ({t['rollout_per_combo']} sequences per "
-            "training combination); "
+            f"rollout error from contexts in [{lo}, {hi}) ({t['rollout_per_combo']} sequences per training "
+            "combination); "
             if t.get("rollout_iters")
             else ""
         )
