@@ -9,14 +9,13 @@ import json
 import time
 from pathlib import Path
 
-import matplotlib
 import torch
 
+from memory_mosaics.experiments.figures import pyplot, save_figure
 from memory_mosaics.experiments.induction import TaskConfig, accuracy, build_models, make_batch, train
 from memory_mosaics.generate import generate
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # after choosing the headless backend
+plt = pyplot()
 
 HELP = (
     "The main job: the laptop-scale reproduction on data made here (one-block induction head and streaming, three "
@@ -57,9 +56,7 @@ def induction_section(out: Path, steps: int, seed: int) -> tuple[str, dict]:
     ax.set_xlabel("training step")
     ax.set_ylabel("next-token loss (all positions)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "induction_loss.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "induction_loss.png")
 
     # streaming: the trained Memory Mosaic continues a sequence far beyond its training length
     mosaic = models["mosaic"].eval()

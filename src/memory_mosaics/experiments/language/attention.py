@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     section = ["## Attention of the last position (Figures 14, 15, 16)", ""]
     for name, (entries, title) in out_figs.items():
         fig = _figure(entries, args.block, title)
-        save_figure(fig, Path(args.out) / f"{name}.png")
+        save_figure(fig, Path(args.out) / f"{name}.png", bbox_inches="tight")
         section += [f"![{name}]({name}.png)", ""]
     rows = []
     for e in fig14 + fig15:
@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     if lambdas:
         fig = _lambda_figure(lambdas, fig14, cks, args)
-        save_figure(fig, Path(args.out) / "attention_lambda.png")
+        save_figure(fig, Path(args.out) / "attention_lambda.png", bbox_inches="tight")
         section += [
             "### Leaky-average rate and attention width (Figure 16)",
             "",

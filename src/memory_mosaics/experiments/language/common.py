@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from memory_mosaics.experiments.figures import pyplot, save_figure
 from memory_mosaics.models import LanguageModel
 
 PAPER = "Zhang et al., Memory Mosaics (ICLR 2025)"
@@ -164,31 +165,15 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display; also safe under pytest
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def write_outputs(out: str | Path, name: str, numbers: dict[str, Any], section: str, fig: Any | None = None) -> Path:
     """``<out>/<name>.json`` (numbers), ``<name>.md`` (a Markdown section) and ``<name>.png`` (the figure)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(rounded(numbers), indent=1) + "\n")
     if fig is not None:
-        save_figure(fig, out / f"{name}.png")
+        save_figure(fig, out / f"{name}.png", bbox_inches="tight")
     (out / f"{name}.md").write_text(section.rstrip() + "\n")
     return out
-
-
-def save_figure(fig: Any, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    pyplot().close(fig)
 
 
 def panel_grid(n: int, width: float = 4.5, height: float = 3.5, max_cols: int = 3) -> tuple[Any, list[Any]]:

@@ -6,10 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from memory_mosaics.experiments.figures import pyplot, save_figure
 
 from .data import VAL_COMBO, MoonsData
 from .run import (
@@ -24,6 +21,8 @@ from .run import (
 )
 
 NAMES = {1: "one head (C^3 memory)", 3: "three heads (C^1 memories)"}
+
+plt = pyplot()
 
 
 def _period_lines(ax, data: MoonsData, combo: tuple[float, ...]) -> None:
@@ -56,9 +55,7 @@ def plot_curves(out: dict, n_heads: int, path: Path, fig_no: int) -> None:
         ax.set_ylabel("mean |generated − true|, 25 steps")
     n = out["config"]["eval"]["sequences"]
     fig.suptitle(f"Figure {fig_no}: {NAMES[n_heads]}, seed {out['figure_seed']}, {n} sequences per curve")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_seed_curves(out: dict, path: Path) -> None:
@@ -74,9 +71,7 @@ def plot_seed_curves(out: dict, path: Path) -> None:
         ax.set_xlabel("context length (observations)")
         ax.set_ylim(-0.02, 1.0)
     axes[0, 0].set_ylabel("validation error, 25 steps")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_weights(result: dict, path: Path) -> None:
@@ -96,9 +91,7 @@ def plot_weights(result: dict, path: Path) -> None:
         ax.set_ylabel("head coordinate" if name != "W_z" else "moon")
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(f"Figure 10: |W|, {NAMES[result['heads']]}, seed {result['seed']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_attention(result: dict, path: Path) -> None:
@@ -119,9 +112,7 @@ def plot_attention(result: dict, path: Path) -> None:
         ax.set_xlabel("memory position t")
         ax.set_ylabel("query position T")
     fig.suptitle(f"{NAMES[result['heads']]}, seed {result['seed']}, validation periods {VAL_COMBO}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def plot_losses(out: dict, path: Path) -> None:
@@ -136,9 +127,7 @@ def plot_losses(out: dict, path: Path) -> None:
         rollout = any(r.get("rollout_losses") for r in out["results"] if r["heads"] == h)
         ax.set_title(f"{NAMES[h]}: clipped loss" + (", then rollout error (dashed)" if rollout else ""))
         ax.set_xlabel("iteration")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _fmt(v) -> str:

@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from memory_mosaics.experiments.figures import pyplot, save_figure
+
 # §6b (Memory Mosaics paper, Figure 9): N -> value; "~" values of the spec (occluded markers) are kept as read
 PUBLISHED: dict[str, dict[str, dict[int, float]]] = {
     "mosaic": {
@@ -70,11 +72,7 @@ def plot(selected: list[dict[str, Any]], ngram: dict[str, dict[str, float]], pat
     """Accuracy and TVD against N (log scale): ours solid with filled markers, published dashed with open markers;
     n-gram baselines as horizontal lines (ours solid, published dotted)."""
     published, published_ngram = (PUBLISHED_IID, {}) if iid else (PUBLISHED, PUBLISHED_NGRAM)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, metric, title in zip(axes, ("accuracy", "tvd"), ("accuracy (↑)", "TVD (↓)"), strict=True):
         for model in ("mosaic", "gpt"):
@@ -108,8 +106,4 @@ def plot(selected: list[dict[str, Any]], ngram: dict[str, dict[str, float]], pat
         ax.set_title(f"RegBench {'IID ' if iid else ''}test {title}")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
