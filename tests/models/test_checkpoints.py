@@ -8,7 +8,11 @@ from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig, lo
 
 @pytest.mark.parametrize("kind", ["mosaic", "gpt-rope"])
 def test_save_and_load_round_trip(tmp_path, kind, tiny):
-    model = MemoryMosaic(MosaicConfig(**tiny)) if kind == "mosaic" else GPT(GPTConfig(**tiny, pos="rope"))
+    model = (
+        MemoryMosaic(MosaicConfig(**tiny, logit_scale=0.5, init="library"))
+        if kind == "mosaic"
+        else GPT(GPTConfig(**tiny, pos="rope"))
+    )
     model.save_pretrained(tmp_path / "ck")
     loaded = load_pretrained(tmp_path / "ck")
     assert type(loaded) is type(model) and loaded.config == model.config

@@ -88,6 +88,8 @@ def test_loss_ignores_minus_one_and_backpropagates(model, tiny):
         (lambda: GPTConfig(n_embd=12, n_head=4, pos="rope"), "even"),
         (lambda: MosaicConfig(dropout=1.0), "dropout"),
         (lambda: MosaicConfig(n_layer=0), "n_layer"),
+        (lambda: MosaicConfig(logit_scale=0.0), "logit_scale"),
+        (lambda: GPTConfig(init="xavier"), "init"),
     ],
 )
 def test_bad_configurations_raise_clear_errors(make, match):
@@ -121,3 +123,29 @@ def test_optimizer_groups(tiny):
     assert any(p is m.blocks[0].attn.key.leaky_key_beta for p in no_decay["params"])
     n = sum(p.numel() for g in opt.param_groups for p in g["params"])
     assert n == m.num_params(non_embedding=False)
+
+
+@pytest.mark.parametrize("make", [MemoryMosaic, GPT])
+def test_logit_scale_multiplies_the_logits(make, tiny):
+    cfg = MosaicConfig if make is MemoryMosaic else GPTConfig
+    torch.manual_seed(0)
+    plain = make(cfg(**tiny)).eval()
+    scaled = make(cfg(**tiny, logit_scale=0.25)).eval()
+    scaled.load_state_dict(plain.state_dict())
+    idx = torch.randint(0, tiny["vocab_size"], (2, 11))
+    torch.testing.assert_close(scaled(idx)[0], 0.25 * plain(idx)[0])
+
+
+def test_library_init_follows_the_authors_fan_in_rule():
+    """The authors' Library: Linear N(0, 1/fan_in), residual projections N(0, 1/(fan_in·L)), the tied embedding takes
+    the head's N(0, 1/d); GPT-2's rule is N(0, 0.02) everywhere."""
+    torch.manual_seed(0)
+    d, L = 256, 4
+    m = MemoryMosaic(MosaicConfig(vocab_size=4000, n_layer=L, n_head=8, n_embd=d, init="library"))
+    block = m.blocks[0]
+    assert abs(block.attn.key.W_k.weight.std().item() - d**-0.5) < 0.05 * d**-0.5
+    assert abs(block.attn.c_proj.weight.std().item() - (d * L) ** -0.5) < 0.05 * (d * L) ** -0.5
+    assert abs(m.wte.weight.std().item() - d**-0.5) < 0.05 * d**-0.5
+    assert m.lm_head.weight is m.wte.weight
+    g = GPT(GPTConfig(vocab_size=4000, n_layer=L, n_head=8, n_embd=d))
+    assert abs(g.blocks[0].mlp.c_fc.weight.std().item() - 0.02) < 0.001

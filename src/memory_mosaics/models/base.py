@@ -20,6 +20,7 @@ from memory_mosaics.state import ModelState
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 VOCAB_PADDING = 128  # embeddings are often padded to a multiple of 64 or 128 (GPT-2: 50257 -> 50304)
+INITS = ("gpt2", "library")
 
 
 class LanguageModel(nn.Module):
@@ -40,10 +41,27 @@ class LanguageModel(nn.Module):
     def _tie_and_init(self) -> None:
         self.lm_head = nn.Linear(self.config.n_embd, self.config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied embeddings
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2L)
+        L = self.config.n_layer
+        if self.config.init == "gpt2":
+            self.apply(self._init_weights)
+            for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2L)
+                if name.endswith("c_proj.weight"):
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * L))
+            return
+        # "library": the authors' Memory Mosaics Library (their RegBench and BabiStories models): fan-in scaled
+        # weights, residual projections further by 1/sqrt(L), untied embeddings N(0, 1); the tied embedding is the
+        # head's Linear, which their init visits last.
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, mean=0.0, std=module.weight.shape[1] ** -0.5)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=1.0)
+        for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
+                nn.init.normal_(p, mean=0.0, std=(p.shape[1] * L) ** -0.5)
+        nn.init.normal_(self.wte.weight, mean=0.0, std=self.config.n_embd**-0.5)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -87,6 +105,8 @@ class LanguageModel(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, None if state is None else state.layers[i])
         logits = self.lm_head(self.ln_f(x))
+        if self.config.logit_scale != 1.0:
+            logits = logits * self.config.logit_scale
         if state is not None:
             state.position += idx.shape[1]
         loss = None
@@ -202,3 +222,7 @@ def check_common(c: Any) -> None:
         raise ValueError(f"n_embd ({c.n_embd}) must be divisible by n_head ({c.n_head})")
     if not 0.0 <= c.dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {c.dropout}")
+    if c.init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {c.init!r}")
+    if not c.logit_scale > 0:
+        raise ValueError(f"logit_scale must be > 0, got {c.logit_scale}")

@@ -28,6 +28,8 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True
+    logit_scale: float = 1.0  # logits = scale · h·Eᵀ; the authors' Library model uses 1/sqrt(n_embd)
+    init: str = "gpt2"  # "gpt2" (normal 0.02) or "library" (the authors' Library: fan-in scaled, see LanguageModel)
     pos: str = "learned"  # learned | rope | alibi | none
     rope_base: float = 10000.0
 

@@ -27,6 +27,8 @@ class MosaicConfig:
     lookahead: int = 1  # retrieval excludes pairs i > t - lookahead; values peek one step, so it must be >= 1
     dropout: float = 0.0
     bias: bool = True
+    logit_scale: float = 1.0  # logits = scale · h·Eᵀ; the authors' Library model uses 1/sqrt(n_embd)
+    init: str = "gpt2"  # "gpt2" (normal 0.02) or "library" (the authors' Library: fan-in scaled, see LanguageModel)
 
     def __post_init__(self) -> None:
         if self.pmem_size is None:

@@ -26,6 +26,12 @@ def test_equal_shapes_give_close_parameter_counts() -> None:
     assert abs(mm.num_params() - gpt.num_params()) / gpt.num_params() < 0.02
 
 
+def test_the_authors_glue_options_reach_the_model() -> None:
+    m = build_model(RunConfig(n_embd=64, bias=False, scale_logits=True, init="library"))
+    assert m.config.logit_scale == 64**-0.5 and m.config.init == "library" and not m.config.bias
+    assert not any(n.endswith(".bias") for n, _ in m.named_parameters())
+
+
 @pytest.mark.parametrize("model", ["mosaic", "gpt"])
 def test_tiny_training_run(tmp_path, model: str) -> None:
     cfg = RunConfig(model=model, n_train=6, n_layer=1, n_head=2, n_embd=16, epochs=2, batch_size=4, n_val=3, n_test=3)

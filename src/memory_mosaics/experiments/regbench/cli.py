@@ -63,6 +63,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="sequences per batch (the benchmark's 32)")
     p.add_argument("--eval-every", type=int, default=0, help="epochs between validation passes; 0 = about 10 per run")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout for both models")
+    p.add_argument(
+        "--no-bias", action="store_true", help="no biases in linear layers and LayerNorms (as the authors' glue)"
+    )
+    p.add_argument(
+        "--scale-logits",
+        action="store_true",
+        help="multiply the logits by 1/sqrt(d), as the authors' RegBench glue does",
+    )
+    p.add_argument(
+        "--init",
+        default="gpt2",
+        choices=["gpt2", "library"],
+        help="initialisation: GPT-2's normal(0.02), or the authors' Library (fan-in scaled; goes with --scale-logits)",
+    )
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (0 = off)")
     p.add_argument("--n-val", type=int, default=500, help="validation automata (model selection)")
     p.add_argument("--n-test", type=int, default=500, help="test automata (the reported numbers)")
@@ -121,6 +135,9 @@ def run_configs(args: argparse.Namespace) -> list[RunConfig]:
                 n_head=heads,
                 n_embd=d,
                 dropout=args.dropout,
+                bias=not args.no_bias,
+                scale_logits=args.scale_logits,
+                init=args.init,
                 lr=args.lr,
                 weight_decay=wd,
                 epochs=epochs,

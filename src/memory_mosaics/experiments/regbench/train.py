@@ -39,6 +39,9 @@ class RunConfig:
     n_head: int = 4
     n_embd: int = 64
     dropout: float = 0.0
+    bias: bool = True  # linear layers and LayerNorms (the authors' glue has none)
+    scale_logits: bool = False  # logits × 1/sqrt(n_embd), as the authors' glue does
+    init: str = "gpt2"  # "gpt2" or "library" (the authors' Library initialisation)
     lr: float = 1e-3
     weight_decay: float = 0.1
     beta1: float = 0.9
@@ -59,11 +62,21 @@ class RunConfig:
 def build_model(cfg: RunConfig) -> LanguageModel:
     """Equal architecture hyper-parameters for both models; a Memory Mosaic block has the 12·d² weights of a GPT-2
     block (persistent memory of 3.5·d slots)."""
-    arch = dict(vocab_size=VOCAB_SIZE, block_size=BLOCK_SIZE, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
+    arch = dict(
+        vocab_size=VOCAB_SIZE,
+        block_size=BLOCK_SIZE,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        n_embd=cfg.n_embd,
+        dropout=cfg.dropout,
+        bias=cfg.bias,
+        logit_scale=cfg.n_embd**-0.5 if cfg.scale_logits else 1.0,
+        init=cfg.init,
+    )
     if cfg.model == "mosaic":
-        return MemoryMosaic(MosaicConfig(**arch, dropout=cfg.dropout))
+        return MemoryMosaic(MosaicConfig(**arch))
     if cfg.model == "gpt":
-        return GPT(GPTConfig(**arch, dropout=cfg.dropout, pos="learned"))
+        return GPT(GPTConfig(**arch, pos="learned"))
     raise ValueError(f"model must be 'mosaic' or 'gpt', got {cfg.model!r}")
 
 
