@@ -7,6 +7,7 @@
 # One node, 8 GPUs:           ARCH=mosaic recipes/lm_paper_babistories.sh
 # 8 nodes x 8 GPUs (torchrun rendezvous; run on every node with the same MASTER):
 #                             NNODES=8 MASTER=node0:29500 ARCH=gpt recipes/lm_paper_babistories.sh
+# The GPT's position encoding: POS=rope (or alibi, none); the default is GPT-2's learned positions.
 # Fewer GPUs or less memory:  MICRO=4 ... (the gradient accumulation grows so that the global batch stays 512)
 #
 # Data: BabiStories from github.com/facebookresearch/MemoryMosaics as .txt/.jsonl files (INPUT=..., VAL=...), or, if
@@ -43,7 +44,7 @@ fi
 # 2. training (rank 0 logs to $OUT/log.jsonl and writes $OUT/ckpt-XXXXXXX/ every 2000 steps, keeping 3)
 torchrun --nnodes "$NNODES" --nproc_per_node "$NPROC" --rdzv_backend c10d --rdzv_endpoint "$MASTER" \
   -m memory_mosaics.cli train --arch "$ARCH" --data "$DATA" --out-dir "$OUT" --resume \
-  --n-layer "$LAYERS" --n-head 12 --n-embd 768 --block-size 512 --pad-vocab 64 --pos learned \
+  --n-layer "$LAYERS" --n-head 12 --n-embd 768 --block-size 512 --pad-vocab 64 --pos "${POS:-learned}" \
   --batch-size 512 --micro-batch-size "$MICRO" --max-iters "$ITERS" \
   --lr 5e-3 --min-lr 1e-4 --warmup-iters 2000 --weight-decay 0.1 --beta1 0.9 --beta2 0.95 --grad-clip 1.0 \
   --dropout 0.05 --seed "$SEED" --dtype auto $COMPILE \

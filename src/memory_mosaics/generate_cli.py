@@ -78,7 +78,8 @@ def complete(model: Any, tokenizer: Any, prompt: str, args: argparse.Namespace) 
     return tokenizer.decode(new)
 
 
-def _read_prompts(args: argparse.Namespace) -> list[dict[str, Any]]:
+def read_prompts(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Prompts from ``--prompt`` strings and a ``--prompts`` JSON-lines file, as rows with the text in ``--field``."""
     rows = [{args.field: p} for p in args.prompt]
     if args.prompts:
         path = Path(args.prompts)
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from memory_mosaics.train.evaluate import load_checkpoint, load_tokenizer_for
 
     try:
-        rows = _read_prompts(args)
+        rows = read_prompts(args)
         ckpt, model, meta = load_checkpoint(args.checkpoint, args.device)
         tokenizer = load_tokenizer_for(ckpt, meta, args.tokenizer)
         if tokenizer.vocab_size > model.config.vocab_size:

@@ -167,7 +167,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             )
         tokens, source = encode_text(path, tokenizer), str(path)
     else:
-        data = args.data or _run_data_dir(ckpt)
+        data = args.data or run_data_dir(ckpt)
         split = args.split or default_val_split(data)
         if split is None:
             raise ValueError(f"{data} has no validation split; name one with --split")
@@ -191,7 +191,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _run_data_dir(ckpt: Path) -> str:
+def run_data_dir(ckpt: Path) -> str:
+    """The data directory of the training run a checkpoint belongs to (from the run folder's run.json)."""
     run_file = ckpt.parent / "run.json"
     if run_file.is_file():
         return json.loads(run_file.read_text())["data"]["directory"]

@@ -99,14 +99,14 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 def eval_tokens(ck: Checkpoint, args: argparse.Namespace) -> tuple[np.ndarray, str]:
     """The token stream to evaluate ``ck`` on, read with its own tokenizer, and a name for it."""
     from memory_mosaics.train.batches import default_val_split, open_split
-    from memory_mosaics.train.evaluate import _run_data_dir, check_vocab, encode_text, load_tokenizer_for
+    from memory_mosaics.train.evaluate import check_vocab, encode_text, load_tokenizer_for, run_data_dir
 
     if args.text:
         path = Path(args.text)
         if not path.is_file():
             raise FileNotFoundError(f"no text file {path}")
         return encode_text(path, load_tokenizer_for(ck.path, ck.meta, None)), str(path)
-    data = args.data or _run_data_dir(ck.path)
+    data = args.data or run_data_dir(ck.path)
     split = args.split or default_val_split(data)
     if split is None:
         raise ValueError(f"{data} has no validation split; name one with --split")

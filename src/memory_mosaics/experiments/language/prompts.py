@@ -33,10 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from memory_mosaics.generate_cli import _read_prompts, complete
+    from memory_mosaics.generate_cli import complete, read_prompts
     from memory_mosaics.train.evaluate import load_tokenizer_for
 
-    rows = _read_prompts(argparse.Namespace(prompt=[], prompts=args.prompts, field=args.field))
+    rows = read_prompts(argparse.Namespace(prompt=[], prompts=args.prompts, field=args.field))
     if args.limit:
         rows = rows[: args.limit]
     cks = load_checkpoints(args.checkpoints, args.device)
