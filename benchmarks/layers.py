@@ -1,0 +1,107 @@
+"""Where a training step's time goes: forward + backward of each sub-layer of one block, the Memory Mosaic's against
+the GPT baseline's, on the same input in the same run. Prints JSON (milliseconds, best of ``--repeats``).
+
+    python benchmarks/layers.py --threads 1
+
+Pairs to compare: the contextual memory with the GPT's attention, the persistent memory with the GPT's MLP. The
+persistent memory is further split into its key extractor (W_k, leaky average, normalisation) and its bank retrieval
+(softmax over 3.5·d slots per head, on ``scaled_dot_product_attention``), with the matmul FLOPs of each sub-layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+
+from memory_mosaics.layers.features import merge_heads
+from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
+from memory_mosaics.ops.retrieval import retrieval
+
+
+def time_fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int) -> float:
+    """Best wall time (ms) of y = fn(x) and a backward pass from a fixed random output gradient."""
+    grad = None
+    best = float("inf")
+    for i in range(repeats + 1):  # the first call warms up
+        t0 = time.perf_counter()
+        y = fn(x)
+        if grad is None:
+            grad = torch.randn_like(y)
+        y.backward(grad)
+        if i:
+            best = min(best, time.perf_counter() - t0)
+        x.grad = None
+    return 1000 * best
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--context", type=int, default=512)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--d", type=int, default=256)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    shape = dict(vocab_size=256, block_size=args.context, n_layer=1, n_head=args.heads, n_embd=args.d)
+    mb = MemoryMosaic(MosaicConfig(**shape)).blocks[0]
+    gb = GPT(GPTConfig(**shape)).blocks[0]
+    pm = mb.mlp
+    x = torch.randn(args.batch, args.context, args.d, requires_grad=True)
+    B = args.batch
+    keys = pm.key(x)[0].detach().requires_grad_()
+
+    def bank(k: torch.Tensor) -> torch.Tensor:
+        pk, pv = pm.P_k[0].expand(B, -1, -1, -1), pm.P_v[0].expand(B, -1, -1, -1)
+        return merge_heads(retrieval(k, pk, pv, lookahead=None))
+
+    cases = {
+        "mosaic_block": (mb, x),
+        "gpt_block": (gb, x),
+        "contextual_memory": (mb.attn, x),
+        "gpt_attention": (gb.attn, x),
+        "persistent_memory": (pm, x),
+        "gpt_mlp": (gb.mlp, x),
+        "persistent_key_extractor": (lambda t: merge_heads(pm.key(t)[0]), x),
+        "persistent_bank_retrieval": (bank, keys),
+    }
+    tokens, d, m = B * args.context, args.d, pm.P_k.shape[2]
+    flops = {  # matmul FLOPs of forward + backward (3× forward), without the flash backward's recomputation
+        "persistent_bank_retrieval": 3 * 2 * tokens * 2 * m * d,
+        "gpt_mlp": 3 * 2 * tokens * 8 * d * d,
+        "persistent_key_extractor": 3 * 2 * tokens * d * d,
+    }
+    results = {}
+    for name, (fn, inp) in cases.items():
+        ms = time_fwd_bwd(fn, inp, args.repeats)
+        results[name] = {"ms": round(ms, 2)}
+        if name in flops:
+            results[name]["matmul_gflop"] = round(flops[name] / 1e9, 2)
+            results[name]["gflop_per_s"] = round(flops[name] / ms / 1e6, 1)
+    ratios = {
+        "persistent_memory_over_gpt_mlp": results["persistent_memory"]["ms"] / results["gpt_mlp"]["ms"],
+        "contextual_memory_over_gpt_attention": results["contextual_memory"]["ms"] / results["gpt_attention"]["ms"],
+        "mosaic_block_over_gpt_block": results["mosaic_block"]["ms"] / results["gpt_block"]["ms"],
+    }
+    report = {
+        "benchmark": "sub-layer forward + backward",
+        "config": vars(args),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "results_ms": results,
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
