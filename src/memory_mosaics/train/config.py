@@ -34,6 +34,12 @@ class TrainConfig:
     pmem_count: int = _opt(1, "Memory Mosaic: persistent memory banks averaged per unit")
     persistent: str = _opt("memory", "Memory Mosaic: persistent units", choices=("memory", "mlp", "none"))
     pos: str = _opt("learned", "GPT: position encoding", choices=("learned", "rope", "alibi", "none"))
+    init: str = _opt(
+        "gpt2",
+        "initialisation: gpt2 (normal 0.02) or library (the authors' Library: fan-in scaled; pair with --logit-scale)",
+        choices=("gpt2", "library"),
+    )
+    logit_scale: float = _opt(1.0, "multiply the logits by this (the authors' Library model: 1/sqrt(n_embd))")
     pad_vocab: int = _opt(1, "round the vocabulary up to a multiple of this (64 is faster on GPUs)")
     # ---- optimisation
     batch_size: int = _opt(64, "global batch in sequences (fixed whatever the number of processes)")
@@ -111,6 +117,8 @@ class TrainConfig:
             n_embd=self.n_embd,
             dropout=self.dropout,
             bias=self.bias,
+            init=self.init,
+            logit_scale=self.logit_scale,
         )
         if self.arch == "gpt":
             return GPTConfig(**common, pos=self.pos)
