@@ -79,3 +79,10 @@ def test_paper_sweep_listing(tmp_path, capsys) -> None:
         main(["regbench", "--paper", "--n-train", "100", "--models", "mosaic", "--list", "--out", str(tmp_path)]) == 0
     )
     assert "54 runs" in capsys.readouterr().out  # explicit flags win over --paper
+
+
+def test_glue_preset(tmp_path, capsys) -> None:
+    assert main(["regbench", "--glue", "--n-train", "100", "--list", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs" in out and "mosaic/N100/L2_H8_d128_wd0.1  epochs 200  eval every 10" in out
+    assert main(["regbench", "--glue", "--paper", "--list", "--out", str(tmp_path)]) != 0
