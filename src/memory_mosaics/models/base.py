@@ -49,15 +49,15 @@ class LanguageModel(nn.Module):
                     nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * L))
             return
         # "library": the authors' Memory Mosaics Library (their RegBench and BabiStories models): fan-in scaled
-        # weights, residual projections further by 1/sqrt(L), untied embeddings N(0, 1); the tied embedding is the
-        # head's Linear, which their init visits last.
+        # weights, residual projections further by 1/sqrt(L). Their tied embedding ends up with the head's N(0, 1/d)
+        # (their init visits the head last); learned positions (GPT only, absent from their code) take the same scale.
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, mean=0.0, std=module.weight.shape[1] ** -0.5)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, mean=0.0, std=1.0)
+                nn.init.normal_(module.weight, mean=0.0, std=self.config.n_embd**-0.5)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=(p.shape[1] * L) ** -0.5)
