@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from memory_mosaics.models.base import LanguageModel, read_config
-from memory_mosaics.models.gpt import GPT, GPTConfig
+from memory_mosaics.layers.block import PERSISTENT_KINDS
+from memory_mosaics.models.base import INITS, LanguageModel, read_config
+from memory_mosaics.models.gpt import GPT, POSITION_ENCODINGS, GPTConfig
 from memory_mosaics.models.mosaic import MemoryMosaic, MosaicConfig
 
 MODELS: dict[str, type[LanguageModel]] = {"mosaic": MemoryMosaic, "gpt": GPT}
@@ -17,4 +18,15 @@ def load_pretrained(directory: str | Path, **kwargs: object) -> LanguageModel:
     return MODELS[model_type].from_pretrained(directory, **kwargs)
 
 
-__all__ = ["GPT", "MODELS", "GPTConfig", "LanguageModel", "MemoryMosaic", "MosaicConfig", "load_pretrained"]
+__all__ = [
+    "GPT",
+    "INITS",
+    "MODELS",
+    "PERSISTENT_KINDS",
+    "POSITION_ENCODINGS",
+    "GPTConfig",
+    "LanguageModel",
+    "MemoryMosaic",
+    "MosaicConfig",
+    "load_pretrained",
+]

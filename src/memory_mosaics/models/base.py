@@ -61,6 +61,7 @@ class LanguageModel(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=(p.shape[1] * L) ** -0.5)
+        # drawn once more, last: the same distribution, kept so that seeded runs (results/regbench/glue) reproduce
         nn.init.normal_(self.wte.weight, mean=0.0, std=self.config.n_embd**-0.5)
 
     @staticmethod

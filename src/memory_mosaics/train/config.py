@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from memory_mosaics.models import GPTConfig, MosaicConfig
+from memory_mosaics.models import INITS, MODELS, PERSISTENT_KINDS, POSITION_ENCODINGS, GPTConfig, MosaicConfig
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
@@ -23,7 +23,7 @@ class TrainConfig:
     val_split: str = _opt("", "split used for validation ('' = the first of val/valid/validation present)")
     resume: bool = _opt(False, "continue from the newest complete checkpoint in --out-dir")
     # ---- model
-    arch: str = _opt("mosaic", "architecture", choices=("mosaic", "gpt"))
+    arch: str = _opt("mosaic", "architecture", choices=tuple(MODELS))
     n_layer: int = _opt(12, "blocks")
     n_head: int = _opt(12, "heads (contextual and persistent memory units per block for a Memory Mosaic)")
     n_embd: int = _opt(768, "embedding dimension")
@@ -32,12 +32,12 @@ class TrainConfig:
     bias: bool = _opt(True, "biases in Linear layers and LayerNorms")
     pmem_size: int = _opt(0, "Memory Mosaic: slots per persistent memory (0 = 3.5 x n_embd, GPT-2 weight count)")
     pmem_count: int = _opt(1, "Memory Mosaic: persistent memory banks averaged per unit")
-    persistent: str = _opt("memory", "Memory Mosaic: persistent units", choices=("memory", "mlp", "none"))
-    pos: str = _opt("learned", "GPT: position encoding", choices=("learned", "rope", "alibi", "none"))
+    persistent: str = _opt("memory", "Memory Mosaic: persistent units", choices=PERSISTENT_KINDS)
+    pos: str = _opt("learned", "GPT: position encoding", choices=POSITION_ENCODINGS)
     init: str = _opt(
         "gpt2",
         "initialisation: gpt2 (normal 0.02) or library (the authors' Library: fan-in scaled; pair with --logit-scale)",
-        choices=("gpt2", "library"),
+        choices=INITS,
     )
     logit_scale: float = _opt(1.0, "multiply the logits by this (the authors' Library model: 1/sqrt(n_embd))")
     pad_vocab: int = _opt(1, "round the vocabulary up to a multiple of this (64 is faster on GPUs)")

@@ -29,6 +29,7 @@ from memory_mosaics.experiments.regbench.metrics import score
 from memory_mosaics.experiments.regbench.ngram import ngram_distributions
 from memory_mosaics.experiments.regbench.report import markdown_table, plot
 from memory_mosaics.experiments.regbench.train import RunConfig, train_run
+from memory_mosaics.models import INITS
 
 HELP = "RegBench in-context language learning (Figure 9): Memory Mosaic vs GPT vs in-context n-grams."
 
@@ -83,7 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--init",
         default="gpt2",
-        choices=["gpt2", "library"],
+        choices=INITS,
         help="initialisation: GPT-2's normal(0.02), or the authors' Library (fan-in scaled; goes with --scale-logits)",
     )
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (0 = off)")
