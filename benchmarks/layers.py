@@ -20,7 +20,6 @@ import torch
 
 from memory_mosaics.layers.features import merge_heads
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
-from memory_mosaics.ops.retrieval import retrieval
 
 
 def time_fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int) -> float:
@@ -56,13 +55,7 @@ def main() -> None:
     gb = GPT(GPTConfig(**shape)).blocks[0]
     pm = mb.mlp
     x = torch.randn(args.batch, args.context, args.d, requires_grad=True)
-    B = args.batch
     keys = pm.key(x)[0].detach().requires_grad_()
-
-    def bank(k: torch.Tensor) -> torch.Tensor:
-        pk, pv = pm.P_k[0].expand(B, -1, -1, -1), pm.P_v[0].expand(B, -1, -1, -1)
-        return merge_heads(retrieval(k, pk, pv, lookahead=None))
-
     cases = {
         "mosaic_block": (mb, x),
         "gpt_block": (gb, x),
@@ -71,9 +64,9 @@ def main() -> None:
         "persistent_memory": (pm, x),
         "gpt_mlp": (gb.mlp, x),
         "persistent_key_extractor": (lambda t: merge_heads(pm.key(t)[0]), x),
-        "persistent_bank_retrieval": (bank, keys),
+        "persistent_bank_retrieval": (lambda k: merge_heads(pm.retrieve(k)), keys),
     }
-    tokens, d, m = B * args.context, args.d, pm.P_k.shape[2]
+    tokens, d, m = args.batch * args.context, args.d, pm.P_k.shape[2]
     flops = {  # matmul FLOPs of forward + backward (3× forward), without the flash backward's recomputation
         "persistent_bank_retrieval": 3 * 2 * tokens * 2 * m * d,
         "gpt_mlp": 3 * 2 * tokens * 8 * d * d,

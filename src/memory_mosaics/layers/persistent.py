@@ -38,10 +38,13 @@ class PersistentMemory(nn.Module):
         k, leaky = self.key(x, None if state is None else state.leaky)
         if state is not None:
             state.leaky = leaky
+        return self.resid_dropout(self.c_proj(merge_heads(self.retrieve(k))))
+
+    def retrieve(self, k: Tensor) -> Tensor:
+        """Bank retrieval for keys (B, H, T, hs): the scaled mean over banks of softmax(k · P_kᵀ) P_v."""
         B = k.shape[0]
         y = sum(
             retrieval(k, pk.unsqueeze(0).expand(B, -1, -1, -1), pv.unsqueeze(0).expand(B, -1, -1, -1), lookahead=None)
             for pk, pv in zip(self.P_k.to(k.dtype), self.P_v.to(k.dtype), strict=True)
         )
-        y = y * (torch.exp(10 * self.out_scale) / self.P_k.shape[0]).view(1, -1, 1, 1).to(y.dtype)
-        return self.resid_dropout(self.c_proj(merge_heads(y)))
+        return y * (torch.exp(10 * self.out_scale) / self.P_k.shape[0]).view(1, -1, 1, 1).to(y.dtype)
