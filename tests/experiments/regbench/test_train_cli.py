@@ -5,6 +5,7 @@ import math
 import pytest
 
 from memory_mosaics.cli import main
+from memory_mosaics.experiments.regbench.cli import select
 from memory_mosaics.experiments.regbench.train import RunConfig, build_model, learning_rate, train_run
 
 
@@ -43,6 +44,33 @@ def test_tiny_training_run(tmp_path, model: str) -> None:
     assert json.loads((tmp_path / "metrics.json").read_text())["config"]["model"] == model
 
 
+def test_both_selection_rules_are_recorded(tmp_path) -> None:
+    cfg = RunConfig(n_train=6, n_layer=1, n_head=2, n_embd=16, epochs=4, batch_size=4, n_val=3, n_test=3, lr=3e-3)
+    r = train_run(cfg, tmp_path, progress=False)
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    by_loss, by_acc = r["selection"]["loss"], r["selection"]["accuracy"]
+    assert by_loss["val"]["loss"] == min(h["val_loss"] for h in history)
+    assert by_acc["val"]["accuracy"] == max(h["val_accuracy"] for h in history)
+    assert (r["best_epoch"], r["val"], r["test"]) == (by_loss["best_epoch"], by_loss["val"], by_loss["test"])
+    for s in (by_loss, by_acc):  # each rule's validation metrics are those logged at its epoch
+        assert next(h for h in history if h["epoch"] == s["best_epoch"])["val_loss"] == s["val"]["loss"]
+    if by_acc["best_epoch"] != by_loss["best_epoch"]:
+        assert (tmp_path / "checkpoint_best_accuracy" / "model.safetensors").is_file()
+
+
+def _fake_run(model: str, loss: float, acc: float) -> dict:
+    view = {"best_epoch": 1, "val": {"loss": loss, "accuracy": acc}, "test": {"accuracy": acc}}
+    return {"model": model, "n_train": 100, "selection": {"loss": view, "accuracy": view}, **view}
+
+
+def test_select_across_runs_by_either_rule() -> None:
+    runs = [_fake_run("mosaic", 1.0, 0.80), _fake_run("mosaic", 1.2, 0.90), _fake_run("gpt", 2.0, 0.5)]
+    by_loss = {r["model"]: r for r in select(runs, "loss")}
+    by_acc = {r["model"]: r for r in select(runs, "accuracy")}
+    assert by_loss["mosaic"]["val"]["loss"] == 1.0 and by_acc["mosaic"]["val"]["accuracy"] == 0.90
+    assert by_loss["gpt"]["select"] == "loss" and by_acc["gpt"]["select"] == "accuracy"
+
+
 def test_cli_end_to_end(tmp_path, capsys) -> None:
     out = tmp_path / "rb"
     argv = ["regbench", "--out", str(out), "--n-train", "5", "--n-layer", "1", "--n-head", "2", "--n-embd", "16"]
@@ -56,6 +84,10 @@ def test_cli_end_to_end(tmp_path, capsys) -> None:
     assert "Memory Mosaic" in table and "Transformer" in table and "| 0.937 |" in table  # published 3-gram
     assert main(argv) == 0  # a second call reuses every finished run
     assert capsys.readouterr().out.count("reuse") == 4
+    assert main([*argv, "--select", "accuracy"]) == 0  # another rule re-reads the same runs
+    assert capsys.readouterr().out.count("reuse") == 4
+    assert "selected by validation accuracy" in (out / "table.md").read_text()
+    assert all(r["select"] == "accuracy" for r in json.loads((out / "results.json").read_text())["selected"])
 
 
 def test_cli_iid(tmp_path) -> None:

@@ -46,24 +46,24 @@ def markdown_table(selected: list[dict[str, Any]], ngram: dict[str, dict[str, fl
     of Appendix D.5 with ``iid``)."""
     published, published_ngram = (PUBLISHED_IID, {}) if iid else (PUBLISHED, PUBLISHED_NGRAM)
     lines = [
-        "| model | N | layers | heads | d | wd | params (non-emb.) | best epoch | val loss | test acc | paper acc "
-        "| test TVD | paper TVD |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | N | layers | heads | d | wd | params (non-emb.) | best epoch | val loss | val acc | test acc "
+        "| paper acc | test TVD | paper TVD |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(selected, key=lambda r: (r["model"] != "mosaic", r["model"], r["n_train"])):
         c, pub = r["config"], published.get(r["model"], {})
         lines.append(
             f"| {LABELS.get(r['model'], r['model'])} | {r['n_train']} | {c['n_layer']} | {c['n_head']} | {c['n_embd']} "
             f"| {c['weight_decay']} | {r['params']:,} ({r['params_non_embedding']:,}) "
-            f"| {r['best_epoch']}/{c['epochs']} | {r['val']['loss']:.4f} "
+            f"| {r['best_epoch']}/{c['epochs']} | {r['val']['loss']:.4f} | {r['val']['accuracy']:.3f} "
             f"| {r['test']['accuracy']:.3f} | {_fmt(pub.get('accuracy', {}).get(r['n_train']))} "
             f"| {r['test']['tvd']:.3f} | {_fmt(pub.get('tvd', {}).get(r['n_train']))} |"
         )
     for name, m in ngram.items():
         pub = published_ngram.get(name, {})
         lines.append(
-            f"| in-context {name} (back-off) | any | | | | | 0 | | | {m['accuracy']:.3f} | {_fmt(pub.get('accuracy'))} "
-            f"| {m['tvd']:.3f} | {_fmt(pub.get('tvd'))} |"
+            f"| in-context {name} (back-off) | any | | | | | 0 | | | | {m['accuracy']:.3f} "
+            f"| {_fmt(pub.get('accuracy'))} | {m['tvd']:.3f} | {_fmt(pub.get('tvd'))} |"
         )
     return "\n".join(lines) + "\n"
 
