@@ -1,3 +1,4 @@
+import argparse
 import itertools
 import json
 import math
@@ -5,7 +6,7 @@ import math
 import pytest
 
 from memory_mosaics.cli import main
-from memory_mosaics.experiments.regbench.cli import select
+from memory_mosaics.experiments.regbench.cli import CPU_DEFAULTS, add_arguments, resolve, run_configs, select
 from memory_mosaics.experiments.regbench.train import RunConfig, build_model, learning_rate, train_run
 
 
@@ -118,3 +119,16 @@ def test_glue_preset(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "2 runs" in out and "mosaic/N100/L2_H8_d128_wd0.1  epochs 200  eval every 10" in out
     assert main(["regbench", "--glue", "--paper", "--list", "--out", str(tmp_path)]) != 0
+
+
+def test_explicit_flags_win_over_a_preset_even_at_their_default_value() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--glue", "--init", "gpt2", "--no-scale-logits", "--bias", "--n-head", "4"])
+    resolve(args)
+    (cfg, *_) = run_configs(args)
+    assert (cfg.init, cfg.scale_logits, cfg.bias, cfg.n_head) == ("gpt2", False, True, 4)
+    assert (cfg.n_embd, cfg.dropout, cfg.lr, cfg.eval_every) == (128, 0.05, 5e-4, 10)  # the rest from the glue
+    args = parser.parse_args([])
+    resolve(args)
+    assert {k: getattr(args, k) for k in CPU_DEFAULTS} == CPU_DEFAULTS

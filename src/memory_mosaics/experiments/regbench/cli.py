@@ -45,50 +45,103 @@ PAPER_GRID = {
 }
 
 
+# the CPU default of every flag a preset may change
+CPU_DEFAULTS: dict[str, Any] = {
+    "n_train": [100, 500],
+    "n_layer": [2],
+    "n_head": [4],
+    "n_embd": [64],
+    "weight_decay": [0.1],
+    "lr": 1e-3,
+    "step_budget": 480,
+    "eval_every": 0,
+    "dropout": 0.0,
+    "bias": True,
+    "scale_logits": False,
+    "init": "gpt2",
+}
+
+# what --paper changes, for the flags not given (so `--paper --n-train 100` sweeps one N)
+PAPER_SETTINGS: dict[str, Any] = {
+    **PAPER_GRID,
+    "step_budget": 0,  # full 200 epochs
+    "eval_every": 1,  # validation every epoch: the epoch count {1..200} is selected on it
+    "lr": 2.5e-4,  # the benchmark's DFA sweeps
+}
+
+
+# what --glue changes, for the flags not given: the authors' RegBench glue for Memory Mosaics
+# (MM: ICLL/configs/experiment/dfa/mm.yaml and src/models/sequence/mm.py; spec §5)
+GLUE_SETTINGS: dict[str, Any] = {
+    "n_embd": [128],
+    "n_head": [8],
+    "dropout": 0.05,
+    "lr": 5e-4,
+    "bias": False,
+    "scale_logits": True,
+    "init": "library",
+    "step_budget": 0,  # the full 200 epochs
+    "eval_every": 10,
+}
+
+
+def _h(text: str, key: str) -> str:
+    return f"{text} (default {CPU_DEFAULTS[key]}; --paper / --glue change it unless given)"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/regbench"), help="report folder (one sub-folder per run)")
     p.add_argument(
         "--paper",
         action="store_true",
         help="the paper's sweep (GPU scale): grids, 200 epochs, validation every epoch, lr 2.5e-4, for every flag "
-        "left at its default",
+        "not given",
     )
     p.add_argument(
         "--glue",
         action="store_true",
         help="the authors' Memory Mosaic RegBench set-up (d 128, 8 heads, dropout 0.05, lr 5e-4, no biases, Library "
-        "init, logits / sqrt(d), 200 epochs) for every flag left at its default; about an hour per run on one core",
+        "init, logits / sqrt(d), 200 epochs) for every flag not given; about an hour per run on one core",
     )
     p.add_argument("--models", nargs="+", default=["mosaic", "gpt"], choices=["mosaic", "gpt"], help="models to train")
-    p.add_argument("--n-train", nargs="+", type=int, default=[100, 500], help="N values: numbers of training automata")
-    p.add_argument("--n-layer", nargs="+", type=int, default=[2], help="depth grid")
-    p.add_argument("--n-head", nargs="+", type=int, default=[4], help="heads grid (contextual = persistent units)")
-    p.add_argument("--n-embd", nargs="+", type=int, default=[64], help="embedding dimension grid")
-    p.add_argument("--weight-decay", nargs="+", type=float, default=[0.1], help="AdamW weight decay grid")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (both models)")
+    # flags a preset may set default to None here and are resolved in `run`: a flag given explicitly always wins
+    p.add_argument("--n-train", nargs="+", type=int, help=_h("N values: numbers of training automata", "n_train"))
+    p.add_argument("--n-layer", nargs="+", type=int, help=_h("depth grid", "n_layer"))
+    p.add_argument("--n-head", nargs="+", type=int, help=_h("heads grid (contextual = persistent units)", "n_head"))
+    p.add_argument("--n-embd", nargs="+", type=int, help=_h("embedding dimension grid", "n_embd"))
+    p.add_argument("--weight-decay", nargs="+", type=float, help=_h("AdamW weight decay grid", "weight_decay"))
+    p.add_argument("--lr", type=float, help=_h("peak learning rate (both models)", "lr"))
     p.add_argument("--epochs", type=int, default=200, help="maximum epochs (the benchmark's 200)")
     p.add_argument(
         "--step-budget",
         type=int,
-        default=480,
-        help="cap the optimiser steps per run: epochs = min(--epochs, ceil(budget / steps per epoch)); 0 = no cap",
+        help=_h(
+            "cap the optimiser steps per run: epochs = min(--epochs, ceil(budget / steps per epoch)); 0 = no cap",
+            "step_budget",
+        ),
     )
     p.add_argument("--batch-size", type=int, default=32, help="sequences per batch (the benchmark's 32)")
-    p.add_argument("--eval-every", type=int, default=0, help="epochs between validation passes; 0 = about 10 per run")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout for both models")
     p.add_argument(
-        "--no-bias", action="store_true", help="no biases in linear layers and LayerNorms (as the authors' glue)"
+        "--eval-every", type=int, help=_h("epochs between validation passes; 0 = about 10 per run", "eval_every")
+    )
+    p.add_argument("--dropout", type=float, help=_h("dropout for both models", "dropout"))
+    p.add_argument(
+        "--bias",
+        action=argparse.BooleanOptionalAction,
+        help=_h("biases in linear layers and LayerNorms (the authors' glue has none: --no-bias)", "bias"),
     )
     p.add_argument(
         "--scale-logits",
-        action="store_true",
-        help="multiply the logits by 1/sqrt(d), as the authors' RegBench glue does",
+        action=argparse.BooleanOptionalAction,
+        help=_h("multiply the logits by 1/sqrt(d), as the authors' RegBench glue does", "scale_logits"),
     )
     p.add_argument(
         "--init",
-        default="gpt2",
         choices=INITS,
-        help="initialisation: GPT-2's normal(0.02), or the authors' Library (fan-in scaled; goes with --scale-logits)",
+        help=_h(
+            "initialisation: GPT-2's normal(0.02), or the authors' Library (fan-in scaled; goes with --scale-logits)",
+            "init",
+        ),
     )
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (0 = off)")
     p.add_argument("--n-val", type=int, default=500, help="validation automata (model selection)")
@@ -113,40 +166,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-ngram", action="store_true", help="do not compute the n-gram baselines")
 
 
-# what --paper changes, where the flag was left at its CPU default (so `--paper --n-train 100` sweeps one N)
-PAPER_SETTINGS: dict[str, Any] = {
-    **PAPER_GRID,
-    "step_budget": 0,  # full 200 epochs
-    "eval_every": 1,  # validation every epoch: the epoch count {1..200} is selected on it
-    "lr": 2.5e-4,  # the benchmark's DFA sweeps
-}
-
-
-# what --glue changes, where the flag was left at its default: the authors' RegBench glue for Memory Mosaics
-# (MM: ICLL/configs/experiment/dfa/mm.yaml and src/models/sequence/mm.py; spec §5)
-GLUE_SETTINGS: dict[str, Any] = {
-    "n_embd": [128],
-    "n_head": [8],
-    "dropout": 0.05,
-    "lr": 5e-4,
-    "no_bias": True,
-    "scale_logits": True,
-    "init": "library",
-    "step_budget": 0,  # the full 200 epochs
-    "eval_every": 10,
-}
-
-
-def _apply_preset(args: argparse.Namespace, settings: dict[str, Any], parser_defaults: dict[str, Any]) -> None:
-    for key, value in settings.items():
-        if getattr(args, key) == parser_defaults[key]:
+def resolve(args: argparse.Namespace) -> None:
+    """Fill every flag not given from the chosen preset, else from the CPU default."""
+    preset = PAPER_SETTINGS if args.paper else GLUE_SETTINGS if args.glue else {}
+    for key, value in {**CPU_DEFAULTS, **preset}.items():
+        if getattr(args, key) is None:
             setattr(args, key, value)
-
-
-def _defaults() -> dict[str, Any]:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return vars(parser.parse_args([]))
 
 
 def run_configs(args: argparse.Namespace) -> list[RunConfig]:
@@ -170,7 +195,7 @@ def run_configs(args: argparse.Namespace) -> list[RunConfig]:
                 n_head=heads,
                 n_embd=d,
                 dropout=args.dropout,
-                bias=not args.no_bias,
+                bias=args.bias,
                 scale_logits=args.scale_logits,
                 init=args.init,
                 lr=args.lr,
@@ -225,10 +250,7 @@ def run(args: argparse.Namespace) -> int:
     if args.paper and args.glue:
         print("mosaic regbench: error: --paper and --glue are two presets; pick one", file=sys.stderr)
         return 2
-    if args.paper:
-        _apply_preset(args, PAPER_SETTINGS, _defaults())
-    if args.glue:
-        _apply_preset(args, GLUE_SETTINGS, _defaults())
+    resolve(args)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     out: Path = args.out
