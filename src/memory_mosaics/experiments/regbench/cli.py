@@ -31,7 +31,7 @@ from memory_mosaics.experiments.regbench.automata import make_iid_split, make_sp
 from memory_mosaics.experiments.regbench.metrics import score
 from memory_mosaics.experiments.regbench.ngram import ngram_distributions
 from memory_mosaics.experiments.regbench.report import markdown_table, plot
-from memory_mosaics.experiments.regbench.train import SELECTION_RULES, RunConfig, train_run
+from memory_mosaics.experiments.regbench.train import SELECTION_RULES, RunConfig, better, train_run
 from memory_mosaics.models import INITS
 
 HELP = "RegBench in-context language learning (Figure 9): Memory Mosaic vs GPT vs in-context n-grams."
@@ -232,16 +232,11 @@ def ngram_baselines(
 def select(results: list[dict[str, Any]], rule: str = "loss") -> list[dict[str, Any]]:
     """For every (model, N), the run whose checkpoint chosen by ``rule`` has the best validation value (the paper
     picks settings on validation); its ``best_epoch``, ``val`` and ``test`` are those of that checkpoint."""
-    higher = SELECTION_RULES[rule]
     best: dict[tuple[str, int], dict[str, Any]] = {}
     for r in results:
         r = {**r, **r["selection"][rule], "select": rule}
         key = (r["model"], r["n_train"])
-        if key not in best:
-            best[key] = r
-            continue
-        new, old = r["val"][rule], best[key]["val"][rule]
-        if (new > old) if higher else (new < old):
+        if key not in best or better(rule, r["val"][rule], best[key]["val"][rule]):
             best[key] = r
     return list(best.values())
 

@@ -33,6 +33,11 @@ BLOCK_SIZE = 1024  # longest model input is 948 tokens (spec §2); GPT's learned
 SELECTION_RULES: dict[str, bool] = {"loss": False, "accuracy": True}
 
 
+def better(rule: str, new: float, old: float) -> bool:
+    """Whether validation value ``new`` beats ``old`` under a selection rule (a key of SELECTION_RULES)."""
+    return new > old if SELECTION_RULES[rule] else new < old
+
+
 @dataclass
 class RunConfig:
     """Everything one training run depends on; saved with its results."""
@@ -197,13 +202,10 @@ def train_run(
                 with (out_dir / "history.jsonl").open("a") as f:
                     f.write(json.dumps(row) + "\n")
             state = None
-            for rule, higher in SELECTION_RULES.items():
-                if not math.isfinite(v["loss"]) or (
-                    rule in best and not _better(v[rule], best[rule]["val"][rule], higher)
-                ):
-                    continue
-                state = state or {k: t.detach().to("cpu", copy=True) for k, t in model.state_dict().items()}
-                best[rule] = {"epoch": epoch, "state": state, "val": v}
+            for rule in SELECTION_RULES if math.isfinite(v["loss"]) else ():
+                if rule not in best or better(rule, v[rule], best[rule]["val"][rule]):
+                    state = state or {k: t.detach().to("cpu", copy=True) for k, t in model.state_dict().items()}
+                    best[rule] = {"epoch": epoch, "state": state, "val": v}
             bar.set_postfix(val_loss=f"{v['loss']:.3f}", val_acc=f"{v['accuracy']:.3f}", val_tvd=f"{v['tvd']:.3f}")
     bar.close()
     if not best:
@@ -234,7 +236,3 @@ def train_run(
     if out_dir is not None:
         (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
-
-
-def _better(new: float, old: float, higher: bool) -> bool:
-    return new > old if higher else new < old
