@@ -106,8 +106,8 @@ def test_paper_sweep_listing(tmp_path, capsys) -> None:
     assert "540 runs" in out and "N40000/L8_H8_d256_wd0.01  epochs 200  eval every 1" in out
     assert not (tmp_path / "p").exists()
     assert main(["regbench", "--list", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out  # the CPU default: 4 runs of about 480 steps
-    assert "4 runs" in out and "N100/L2_H4_d64_wd0.1  epochs 120" in out and "N500/L2_H4_d64_wd0.1  epochs 30" in out
+    out = capsys.readouterr().out  # the CPU default: 4 runs of about 200 steps
+    assert "4 runs" in out and "N100/L2_H8_d128_wd0.1  epochs 50" in out and "N500/L2_H8_d128_wd0.1  epochs 13" in out
     assert (
         main(["regbench", "--paper", "--n-train", "100", "--models", "mosaic", "--list", "--out", str(tmp_path)]) == 0
     )
@@ -129,6 +129,11 @@ def test_explicit_flags_win_over_a_preset_even_at_their_default_value() -> None:
     (cfg, *_) = run_configs(args)
     assert (cfg.init, cfg.scale_logits, cfg.bias, cfg.n_head) == ("gpt2", False, True, 4)
     assert (cfg.n_embd, cfg.dropout, cfg.lr, cfg.eval_every) == (128, 0.05, 5e-4, 10)  # the rest from the glue
+    args = parser.parse_args(["--n-embd", "64", "--n-head", "4", "--init", "gpt2", "--no-scale-logits", "--lr", "1e-3"])
+    resolve(args)  # the earlier CPU default, given explicitly
+    (cfg, *_) = run_configs(args)
+    assert (cfg.n_embd, cfg.n_head, cfg.init, cfg.scale_logits, cfg.lr) == (64, 4, "gpt2", False, 1e-3)
+    assert (cfg.bias, cfg.dropout, cfg.epochs) == (False, 0.05, 50)  # the rest from the CPU default
     args = parser.parse_args([])
     resolve(args)
     assert {k: getattr(args, k) for k in CPU_DEFAULTS} == CPU_DEFAULTS
