@@ -1,16 +1,16 @@
 """``mosaic regbench``: in-context language learning on random regular languages (Section 7, Figure 9).
 
-The default is a CPU run (well under an hour on 2 cores): the in-context 2-/3-gram baselines, then a Memory Mosaic and
-a GPT of the same shape trained on N = 100 and N = 500 automata for a budget of about 200 optimiser steps each (lr
-2e-3), scored on 500 held-out automata. The shape and options are those of the authors' RegBench glue (2 layers,
-8 heads, d = 128, dropout 0.05, no biases, their Library initialisation with logits scaled by 1/√d); ``--glue`` also
-takes the glue's schedule (lr 5e-4, 200 epochs: about an hour per run on a CPU core). ``--paper`` switches to the
-paper's sweep: N ∈ {100, 500, 1000, 2500, 40000}, depth {2, 4, 8}, heads {2, 4, 8}, d {64, 128, 256}, weight decay
-{0.01, 0.1}, lr 2.5e-4, 200 epochs with validation every epoch (the epoch count {1..200} is chosen on validation inside
-each run). For every (model, N) the grid point with the best validation value is reported: by validation loss (the
-benchmark code's checkpoint rule) or, with ``--select accuracy``, by validation accuracy (the paper's metric; it does
-not name the one it selected on). Every run records the checkpoint of both rules, so switching rules re-reads finished
-runs. Finished runs (metrics.json present) are reused, so a sweep resumes."""
+The default is a CPU run (54 min on 2 idle cores): the in-context 2-/3-gram baselines, then a Memory Mosaic and a GPT of
+the same shape trained on N = 100 and N = 500 automata for a budget of about 200 optimiser steps each (lr 2e-3), scored
+on 500 held-out automata. The shape and options are those of the authors' RegBench glue (2 layers, 8 heads, d = 128,
+dropout 0.05, no biases, their Library initialisation with logits scaled by 1/√d); ``--glue`` also takes the glue's
+schedule (lr 5e-4, 200 epochs: about an hour per run on a CPU core). ``--paper`` switches to the paper's sweep, with the
+default's model options: N ∈ {100, 500, 1000, 2500, 40000}, depth {2, 4, 8}, heads {2, 4, 8}, d {64, 128, 256}, weight
+decay {0.01, 0.1}, lr 2.5e-4, 200 epochs with validation every epoch (the epoch count {1..200} is chosen on validation
+inside each run). For every (model, N) the grid point with the best validation value is reported: by validation loss
+(the benchmark code's checkpoint rule) or, with ``--select accuracy``, by validation accuracy (the paper's metric; it
+does not name the one it selected on). Every run records the checkpoint of both rules, so switching rules re-reads
+finished runs. Finished runs (metrics.json present) are reused, so a sweep resumes."""
 
 from __future__ import annotations
 
