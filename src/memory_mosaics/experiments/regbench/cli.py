@@ -44,20 +44,26 @@ PAPER_GRID = {
 }
 
 
-# the CPU default of every flag a preset may change
-CPU_DEFAULTS: dict[str, Any] = {
-    "n_train": [100, 500],
-    "n_layer": [2],
-    "n_head": [8],
+# the model of the authors' RegBench glue for Memory Mosaics (MM: ICLL/configs/experiment/dfa/mm.yaml and
+# src/models/sequence/mm.py; spec §5), which the CPU default and --glue both train
+GLUE_MODEL: dict[str, Any] = {
     "n_embd": [128],
-    "weight_decay": [0.1],
-    "lr": 2e-3,  # 4x the glue's 5e-4: the same model in 200 steps instead of 800 (results/regbench/README.md)
-    "step_budget": 200,
-    "eval_every": 0,
+    "n_head": [8],
     "dropout": 0.05,
     "bias": False,
     "scale_logits": True,
     "init": "library",
+}
+
+# the CPU default of every flag a preset may change
+CPU_DEFAULTS: dict[str, Any] = {
+    **GLUE_MODEL,
+    "n_train": [100, 500],
+    "n_layer": [2],
+    "weight_decay": [0.1],
+    "lr": 2e-3,  # 4x the glue's 5e-4: the same model in 200 steps instead of 800 (results/regbench/README.md)
+    "step_budget": 200,
+    "eval_every": 0,
 }
 
 # what --paper changes, for the flags not given (so `--paper --n-train 100` sweeps one N)
@@ -68,17 +74,10 @@ PAPER_SETTINGS: dict[str, Any] = {
     "lr": 2.5e-4,  # the benchmark's DFA sweeps
 }
 
-
-# what --glue changes, for the flags not given: the authors' RegBench glue for Memory Mosaics
-# (MM: ICLL/configs/experiment/dfa/mm.yaml and src/models/sequence/mm.py; spec §5)
+# what --glue changes, for the flags not given: the glue's model and its schedule
 GLUE_SETTINGS: dict[str, Any] = {
-    "n_embd": [128],
-    "n_head": [8],
-    "dropout": 0.05,
+    **GLUE_MODEL,
     "lr": 5e-4,
-    "bias": False,
-    "scale_logits": True,
-    "init": "library",
     "step_budget": 0,  # the full 200 epochs
     "eval_every": 10,
 }
@@ -103,7 +102,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "init, logits / sqrt(d), 200 epochs) for every flag not given; about an hour per run on one core",
     )
     p.add_argument("--models", nargs="+", default=["mosaic", "gpt"], choices=["mosaic", "gpt"], help="models to train")
-    # flags a preset may set default to None here and are resolved in `run`: a flag given explicitly always wins
+    # flags a preset may set default to None here and are filled by `resolve`: a flag given explicitly always wins
     p.add_argument("--n-train", nargs="+", type=int, help=_h("N values: numbers of training automata", "n_train"))
     p.add_argument("--n-layer", nargs="+", type=int, help=_h("depth grid", "n_layer"))
     p.add_argument("--n-head", nargs="+", type=int, help=_h("heads grid (contextual = persistent units)", "n_head"))
