@@ -42,9 +42,15 @@ class PersistentMemory(nn.Module):
 
     def retrieve(self, k: Tensor) -> Tensor:
         """Bank retrieval for keys (B, H, T, hs): the scaled mean over banks of softmax(k · P_kᵀ) P_v."""
-        B = k.shape[0]
-        y = sum(
-            retrieval(k, pk.unsqueeze(0).expand(B, -1, -1, -1), pv.unsqueeze(0).expand(B, -1, -1, -1), lookahead=None)
-            for pk, pv in zip(self.P_k.to(k.dtype), self.P_v.to(k.dtype), strict=True)
-        )
-        return y * (torch.exp(10 * self.out_scale) / self.P_k.shape[0]).view(1, -1, 1, 1).to(y.dtype)
+        B, H, T, hs = k.shape
+        # One bank serves every sequence, so the batch folds into the query length: the backward pass then accumulates
+        # the bank's gradients once, not per sequence. With keys laid out (B, T, H, hs) the fold is a view.
+        q = k.transpose(1, 2).reshape(1, B * T, H, hs).transpose(1, 2)
+        # the output scale and the mean are folded into the (small) value bank rather than applied to the output
+        scale = (torch.exp(10 * self.out_scale) / self.P_k.shape[0]).view(1, -1, 1, 1)
+        P_k, P_v = self.P_k.to(k.dtype), (self.P_v * scale).to(k.dtype)
+        y = None
+        for pk, pv in zip(P_k, P_v, strict=True):
+            yb = retrieval(q, pk.unsqueeze(0), pv.unsqueeze(0), lookahead=None)
+            y = yb if y is None else y + yb
+        return y.transpose(1, 2).reshape(B, T, H, hs).transpose(1, 2)

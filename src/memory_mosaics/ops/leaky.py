@@ -2,7 +2,7 @@
 
 Three forms, as in flash-linear-attention:
   * ``leaky_average_naive``: an explicit loop over time (tests only);
-  * ``leaky_average``: the chunked parallel form for training, O(T·C) work and O(T) memory;
+  * ``leaky_average``: the chunked parallel form for training, O(T) work and memory;
   * ``leaky_average_step``: the O(1) update for streaming.
 
 Shapes: ``x`` is (B, H, T, D); ``beta`` is (H,) with β_h ≥ 0; a state is k̄ at the last position, (B, H, D).
@@ -11,10 +11,9 @@ Shapes: ``x`` is (B, H, T, D); ``beta`` is (H,) with β_h ≥ 0; a state is k̄ 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from memory_mosaics.ops.norm import head_scale, scaled_norm, scaled_norm_backward
+from memory_mosaics.ops.norm import head_scale, head_sum, scaled_norm, scaled_norm_backward
 
 DEFAULT_CHUNK = 16  # measured fastest on CPU at T = 512 and 2048 (benchmarks/throughput.py)
 
@@ -46,40 +45,120 @@ def _decay_matrix(beta: Tensor, n: int, stride: int, dtype: torch.dtype) -> Tens
     return (m * causal).to(dtype)
 
 
+def _time_major(x: Tensor) -> bool:
+    """Whether x (B, H, T, D) is a (B, T, H, D) buffer seen through a transpose, as split heads are."""
+    return x.transpose(1, 2).is_contiguous()
+
+
+@torch.no_grad()
+def _scan(
+    x: Tensor,
+    beta: Tensor,
+    state: Tensor | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    reverse: bool = False,
+    inplace: bool = False,
+) -> Tensor:
+    """The recurrence k̄_t = x_t + λ k̄_{t-1} for all t (``reverse``: k̄_t = x_t + λ k̄_{t+1}, without state), O(T).
+
+    The sequence is cut into N chunks of C steps. All chunks run the recurrence side by side, C vectorised steps from a
+    zero state; the true state entering each chunk then follows the same recurrence across chunks with decay λ^C (a
+    small (N × N) matrix), and reaches step t of a chunk after t + 1 decays. The output is laid out (B, T, H, D) in
+    memory, like a linear layer's output, so merging the heads again costs no copy. ``inplace`` overwrites x when its
+    layout allows (x time-major, T a multiple of C): a fresh full-size tensor costs page faults on a CPU.
+    """
+    B, H, T, D = x.shape
+    C = min(chunk_size, T)
+    N = -(-T // C)
+    beta = beta.to(torch.promote_types(beta.dtype, torch.float32))  # decays in ≥ fp32, even under bf16
+    if inplace and N * C == T and _time_major(x):
+        out = x.transpose(1, 2).view(B, N, C, H, D).permute(0, 3, 1, 2, 4)
+    else:
+        out = x.new_empty(B, N, C, H, D).permute(0, 3, 1, 2, 4)  # (B, H, N, C, D) view of a (B, T, H, D) buffer
+        flat = out.reshape(B, H, N * C, D)
+        flat[:, :, :T] = x
+        if N * C > T:  # zeros appended at the end change no output of either direction before T
+            flat[:, :, T:] = 0
+    lam = torch.exp(-beta).view(1, H, 1, 1).to(x.dtype)
+    steps = range(C - 2, -1, -1) if reverse else range(1, C)
+    for t in steps:
+        src = t + 1 if reverse else t - 1
+        out[:, :, :, t].addcmul_(lam, out[:, :, :, src])
+    ends = out[:, :, :, 0 if reverse else -1]  # each chunk's own contribution at its boundary, (B, H, N, D)
+    if N > 1 or state is not None:
+        carry = _decay_matrix(beta, N, C, x.dtype)  # state after chunk n from chunks n' ≤ n
+        if reverse:
+            carry = carry.transpose(1, 2)
+        carried = carry @ ends
+        if state is not None:  # an initial state decays by λ^(C·(n+1)) to the end of chunk n
+            n = torch.arange(1, N + 1, device=x.device, dtype=beta.dtype).view(1, N, 1)
+            carried = carried + torch.exp(-beta.view(H, 1, 1) * C * n).to(x.dtype) * state.unsqueeze(2)
+            entering = torch.cat([state.unsqueeze(2), carried[:, :, :-1]], dim=2)
+        elif reverse:
+            entering = torch.cat([carried[:, :, 1:], torch.zeros_like(carried[:, :, :1])], dim=2)
+        else:
+            entering = torch.cat([torch.zeros_like(carried[:, :, :1]), carried[:, :, :-1]], dim=2)
+        t = torch.arange(C, 0, -1) if reverse else torch.arange(1, C + 1)
+        reach = torch.exp(-beta.view(H, 1, 1) * t.to(x.device, beta.dtype).view(1, C, 1)).to(x.dtype)
+        out.addcmul_(reach.view(1, H, 1, C, 1), entering.unsqueeze(3))
+    return out.reshape(B, H, N * C, D)[:, :, :T]
+
+
+def _leaky_backward(
+    g_out: Tensor,
+    out: Tensor,
+    beta: Tensor,
+    state: Tensor | None,
+    out_scale: Tensor | None = None,
+    inplace: bool = False,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Gradients of k̄ = leaky_average(x, β, state) from dL/dk̄ and k̄ = out · out_scale (out_scale: (B, H, T, 1)).
+
+    The recurrence is linear, so dL/dx is the same recurrence run backwards in time: g_x,t = Σ_{t' ≥ t} λ^{t'-t} g_t'.
+    Since dk̄_t/dβ = -Σ_{j<t} λ^{t-j} k̄_j (with k̄_{-1} the state), exchanging the sums gives
+    dL/dβ = -Σ_j k̄_j · (g_x,j - g_j) - state · λ g_x,0, which needs no second recurrence. ``inplace`` lets the
+    reverse scan overwrite g_out.
+    """
+    prod = g_out * out  # one scratch buffer for both dot products
+    dots = -prod.sum(-1, keepdim=True)
+    g_x = _scan(g_out, beta, reverse=True, inplace=inplace)
+    dots += torch.mul(g_x, out, out=prod).sum(-1, keepdim=True)
+    if out_scale is not None:
+        dots = dots * out_scale
+    g_beta = -head_sum(dots)
+    g_state = None
+    if state is not None:
+        g_state = torch.exp(-beta).view(1, -1, 1).to(g_x.dtype) * g_x[:, :, 0]
+        g_beta = g_beta - head_sum(state * g_state)
+    return g_x, g_beta.to(beta.dtype), g_state
+
+
+class _LeakyAverage(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, beta: Tensor, state: Tensor | None, chunk_size: int) -> Tensor:
+        out = _scan(x, beta, state, chunk_size)
+        ctx.save_for_backward(out, beta, state)
+        return out
+
+    @staticmethod
+    def backward(ctx, g_out: Tensor):
+        out, beta, state = ctx.saved_tensors
+        g_x, g_beta, g_state = _leaky_backward(g_out, out, beta, state)
+        return g_x, g_beta, g_state, None
+
+
 def leaky_average(
     x: Tensor, beta: Tensor, state: Tensor | None = None, chunk_size: int = DEFAULT_CHUNK
 ) -> tuple[Tensor, Tensor]:
     """Parallel leaky average; returns (k̄ for every position, k̄ at the last position).
 
-    The sequence is cut into chunks of C steps. Inside a chunk the recurrence is a (C × C) decay matrix applied by one
-    batched matmul; across the T/C chunks the carried states follow the same recurrence with decay λ^C, again a small
-    ((T/C) × (T/C)) matrix. No T × T matrix is ever formed (the authors' code builds one per layer).
+    Forward and backward are both the chunked scan of ``_scan``: O(T) work and memory, never a T × T matrix (the
+    authors' code builds one per layer).
     """
-    B, H, T, D = x.shape
-    if T == 1:  # streaming one token: the recurrence itself is cheapest
+    if x.shape[2] == 1:  # streaming one token: the recurrence itself is cheapest
         out = leaky_average_step(x[:, :, 0], beta, state)
         return out.unsqueeze(2), out
-    C = min(chunk_size, T)
-    pad = (-T) % C
-    if pad:  # zeros appended at the end cannot change earlier outputs of a causal recurrence
-        x = F.pad(x, (0, 0, 0, pad))
-    N = x.shape[2] // C
-    xc = x.reshape(B, H, N, C, D)
-    beta = beta.to(torch.promote_types(beta.dtype, torch.float32))  # decays in ≥ fp32, even under bf16
-    intra = _decay_matrix(beta, C, 1, x.dtype).unsqueeze(1) @ xc  # (B, H, N, C, D), zero initial state per chunk
-    local = intra[:, :, :, -1]  # each chunk's final value from its own inputs, (B, H, N, D)
-    carried = _decay_matrix(beta, N, C, x.dtype) @ local  # true state at the end of each chunk, without `state`
-    n = torch.arange(N, device=x.device, dtype=beta.dtype)
-    t = torch.arange(1, C + 1, device=x.device, dtype=beta.dtype)
-    if state is not None:  # an initial state decays by λ^(C·(n+1)) to the end of chunk n
-        carried = carried + torch.exp(-beta.view(H, 1, 1) * C * (n + 1).view(1, N, 1)).to(x.dtype) * state.unsqueeze(2)
-        prev = torch.cat([state.unsqueeze(2), carried[:, :, :-1]], dim=2)
-    else:
-        prev = F.pad(carried[:, :, :-1], (0, 0, 1, 0))
-    # the state entering chunk n reaches step t of the chunk after t + 1 decays
-    into = torch.exp(-beta.view(H, 1, 1) * t.view(1, C, 1)).to(x.dtype)  # (H, C, 1)
-    out = intra + into.unsqueeze(1) * prev.unsqueeze(3)
-    out = out.reshape(B, H, N * C, D)[:, :, :T]
+    out = _LeakyAverage.apply(x, beta, state, chunk_size)
     return out, out[:, :, -1]
 
 
@@ -95,14 +174,14 @@ class _ScaledLeakyKeys(torch.autograd.Function):
     """Leaky average, normalisation and scale in one autograd node that keeps only the keys and their norms.
 
     The backward pass rebuilds k̄ = k·(‖k̄‖ + ε)/s from the keys, which the retrieval keeps anyway, so the key path adds
-    no activation of its own to training memory. The leaky average is linear: its input gradient is the same recurrence
-    run backwards in time, and dk̄_t/dβ = -z_t with z_t = λ (z_{t-1} + k̄_{t-1}), again a leaky average.
+    no activation of its own to training memory.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
-        k_bar, last = leaky_average(x, beta, state)
-        k, q = scaled_norm(k_bar, log_scale)
+        k_bar = _scan(x, beta, state)
+        last = k_bar[:, :, -1].clone()
+        k, q = scaled_norm(k_bar, log_scale, inplace=True)  # k̄ is rebuilt from k when needed
         ctx.save_for_backward(k, q, beta, log_scale, state)
         return k, last
 
@@ -110,24 +189,15 @@ class _ScaledLeakyKeys(torch.autograd.Function):
     def backward(ctx, g_k: Tensor, g_last: Tensor | None):
         k, q, beta, log_scale, state = ctx.saved_tensors
         scale = head_scale(log_scale, k.dtype)
-        g_log_scale = (g_k * k).sum(dim=(0, 2, 3))
-        g_bar = scaled_norm_backward(g_k, k, q, scale)
+        g_bar, g_log_scale = scaled_norm_backward(g_k, k, q, scale)
         if g_last is not None:
             g_bar[:, :, -1] += g_last
-        decay = torch.exp(-beta).view(1, -1, 1, 1).to(k.dtype)
-        g_x = leaky_average(g_bar.flip(2), beta)[0].flip(2)  # Σ_{t' ≥ t} λ^{t'-t} g_t'
-        k_bar = k / scale * q
-        prev = torch.cat(
-            [torch.zeros_like(k_bar[:, :, :1]) if state is None else state.unsqueeze(2), k_bar[:, :, :-1]], 2
-        )
-        z = decay * leaky_average(prev, beta)[0]
-        g_beta = -(g_bar * z).sum(dim=(0, 2, 3))
-        g_state = None if state is None else decay[:, :, 0] * g_x[:, :, 0]
+        g_x, g_beta, g_state = _leaky_backward(g_bar, k, beta, state, out_scale=q / scale, inplace=True)
         return g_x, g_beta, g_log_scale, g_state
 
 
 def scaled_leaky_keys(x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Keys of eq. (6) from projected inputs ``x`` (B, H, T, D): (k for every position, k̄ at the last position)."""
-    if torch.is_grad_enabled() and x.shape[2] > 1:
+    if x.shape[2] > 1:
         return _ScaledLeakyKeys.apply(x, beta, log_scale, state)
     return scaled_leaky_keys_naive(x, beta, log_scale, state)

@@ -13,15 +13,28 @@ def head_scale(log_scale: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.exp(log_scale).view(1, -1, 1, 1).to(dtype)
 
 
-def scaled_norm(x: Tensor, log_scale: Tensor) -> tuple[Tensor, Tensor]:
-    """The normalised, scaled x (B, H, T, D), and its denominator ‖x‖ + ε (what a backward pass needs)."""
+def head_sum(x: Tensor) -> Tensor:
+    """Per-head sum of x (B, H, ...) over every other dimension, accumulated in at least fp32 (a parameter's grad)."""
+    dims = [d for d in range(x.dim()) if d != 1]
+    return x.sum(dim=dims, dtype=torch.promote_types(x.dtype, torch.float32))
+
+
+def scaled_norm(x: Tensor, log_scale: Tensor, inplace: bool = False) -> tuple[Tensor, Tensor]:
+    """The normalised, scaled x (B, H, T, D), and its denominator ‖x‖ + ε (what a backward pass needs).
+
+    ``inplace`` overwrites x (for autograd functions that own it)."""
     q = x.norm(dim=-1, keepdim=True) + NORM_EPS
-    return x / q * head_scale(log_scale, x.dtype), q
+    factor = head_scale(log_scale, x.dtype) / q  # one (B, H, T, 1) factor: a single pass over x
+    return (x.mul_(factor) if inplace else x * factor), q
 
 
-def scaled_norm_backward(grad: Tensor, out: Tensor, q: Tensor, scale: Tensor) -> Tensor:
-    """dL/dx from dL/d(out) for out = scale·x/q, q = ‖x‖ + ε, rebuilt from the output alone:
-    (scale/q)·(g - n·(n·g)·q/‖x‖) with n = out/scale."""
-    n = out / scale
+def scaled_norm_backward(grad: Tensor, out: Tensor, q: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
+    """dL/dx and dL/dlog_scale from dL/d(out) for out = scale·x/q, q = ‖x‖ + ε, rebuilt from the output alone.
+
+    dL/dx = (scale/q)·g - out·(out·g)/(scale·‖x‖), since x/‖x‖ = out·q/(scale·‖x‖); dL/dlog_scale_h = Σ out·g."""
+    g_x = grad * out  # scratch for the dot product first, then the result: one fresh buffer
+    dot = g_x.sum(-1, keepdim=True)
     r = (q - NORM_EPS).clamp_min(torch.finfo(out.dtype).tiny)  # ‖x‖, kept finite for x = 0
-    return scale / q * (grad - n * (n * grad).sum(-1, keepdim=True) * (q / r))
+    torch.mul(grad, scale / q, out=g_x)
+    g_x.addcmul_(out, dot / (scale * r), value=-1)
+    return g_x, head_sum(dot)

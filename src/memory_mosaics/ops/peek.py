@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from memory_mosaics.ops.norm import head_scale, scaled_norm, scaled_norm_backward
+from memory_mosaics.ops.norm import head_scale, head_sum, scaled_norm, scaled_norm_backward
 
 
 def _shift_up(u: Tensor) -> Tensor:
@@ -32,7 +32,9 @@ class _PeekValues(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
         c = coef.view(1, -1, 1, 1).to(u.dtype)
-        v, q = scaled_norm((1 - c) * _shift_up(u) + c * u, log_scale)
+        m = u * c
+        m[:, :, :-1].addcmul_(u[:, :, 1:], 1 - c)
+        v, q = scaled_norm(m, log_scale, inplace=True)
         ctx.save_for_backward(u, v, q, coef, log_scale)
         return v
 
@@ -40,11 +42,13 @@ class _PeekValues(torch.autograd.Function):
     def backward(ctx, g_v: Tensor):
         u, v, q, coef, log_scale = ctx.saved_tensors
         c = coef.view(1, -1, 1, 1).to(u.dtype)
-        g_log_scale = (g_v * v).sum(dim=(0, 2, 3))
-        g_m = scaled_norm_backward(g_v, v, q, head_scale(log_scale, u.dtype))
-        g_coef = (g_m * (u - _shift_up(u))).sum(dim=(0, 2, 3))
-        g_u = c * g_m  # u_t enters m_t with weight c ...
-        g_u[:, :, 1:] += (1 - c) * g_m[:, :, :-1]  # ... and m_{t-1} with weight 1 - c
+        g_m, g_log_scale = scaled_norm_backward(g_v, v, q, head_scale(log_scale, u.dtype))
+        # dm_t/dc = u_t - u_{t+1}; one scratch buffer serves both dot products, then holds g_u
+        scratch = g_m * u
+        g_coef = head_sum(scratch)
+        g_coef -= head_sum(torch.mul(g_m[:, :, :-1], u[:, :, 1:], out=scratch[:, :, :-1]))
+        g_u = torch.mul(g_m, c, out=scratch)  # u_t enters m_t with weight c ...
+        g_u[:, :, 1:].addcmul_(g_m[:, :, :-1], 1 - c)  # ... and m_{t-1} with weight 1 - c
         return g_u, g_coef, g_log_scale
 
 

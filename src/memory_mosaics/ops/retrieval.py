@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 
 def retrieval_naive(
@@ -62,6 +63,45 @@ def retrieval_step(query: Tensor, keys: Tensor, values: Tensor, scale: float = 1
     return F.scaled_dot_product_attention(query, keys, values, scale=scale)
 
 
+class _SelfRetrieval(torch.autograd.Function):
+    """Training form of a contextual memory's retrieval, where the queries are the keys (q_offset 0, no bias).
+
+    The forward pass is ``SDPA(k[s:], k[:-s], v[:-s], is_causal=True)`` written after s zero rows. Left to autograd,
+    the two slices of k and the slice of v would each get a zero-filled full-length gradient, then be summed; this
+    backward pass writes each full-length gradient once.
+    """
+
+    @staticmethod
+    def forward(ctx, keys: Tensor, values: Tensor, lookahead: int, scale: float, dropout_p: float) -> Tensor:
+        B, H, T, D = keys.shape
+        s, n = lookahead, T - lookahead
+        k, v = keys.detach(), values.detach()
+        parts = (k[:, :, s:].requires_grad_(), k[:, :, :n].requires_grad_(), v[:, :, :n].requires_grad_())
+        with torch.enable_grad():
+            y = F.scaled_dot_product_attention(*parts, dropout_p=dropout_p, is_causal=True, scale=scale)
+        ctx.graph, ctx.lookahead = (parts, y), s
+        out = y.new_empty(B, T, H, D)  # (B, T, H, D) like SDPA's own output: merging the heads copies nothing
+        out[:, :s] = 0
+        out[:, s:] = y.detach().transpose(1, 2)
+        return out.transpose(1, 2)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: Tensor):
+        (parts, y), s = ctx.graph, ctx.lookahead
+        del ctx.graph
+        g_q, g_k, g_v = torch.autograd.grad(y, parts, g[:, :, s:])
+        n = g_k.shape[2]
+        g_keys = g_k.new_empty(g.shape)
+        g_keys[:, :, :n] = g_k  # k_i as a stored key ...
+        g_keys[:, :, n:] = 0
+        g_keys[:, :, s:] += g_q  # ... and k_t as the query at t
+        g_values = g_v.new_empty(g.shape)
+        g_values[:, :, :n] = g_v
+        g_values[:, :, n:] = 0
+        return g_keys, g_values, None, None, None
+
+
 def retrieval(
     query: Tensor,
     keys: Tensor,
@@ -83,6 +123,15 @@ def retrieval(
         return F.scaled_dot_product_attention(query, keys, values, attn_mask=bias, dropout_p=dropout_p, scale=scale)
     if lookahead < 0:
         raise ValueError(f"lookahead must be >= 0 (or None for no mask), got {lookahead}")
+    if (
+        query is keys
+        and q_offset == 0
+        and bias is None
+        and 1 <= lookahead < query.shape[2]
+        and torch.is_grad_enabled()
+        and (keys.requires_grad or values.requires_grad)
+    ):
+        return _SelfRetrieval.apply(keys, values, lookahead, scale, dropout_p)
     Tq = query.shape[2]
     first = max(0, lookahead - q_offset)  # first query with a non-empty memory
     n_keys = q_offset + Tq - lookahead  # pairs visible to the last query
@@ -107,4 +156,8 @@ def retrieval(
     elif bias is not None:
         mask = bias
     y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
-    return F.pad(y, (0, 0, first, 0)) if first else y
+    if not first:
+        return y
+    # zeros for the first queries, written (B, T, H, D) like SDPA's own output, so merging the heads copies nothing
+    B, H, _, D = y.shape
+    return torch.cat([y.new_zeros(B, first, H, D), y.transpose(1, 2)], dim=1).transpose(1, 2)
