@@ -1,7 +1,12 @@
 """Training throughput: a Memory Mosaic against the GPT baseline of (nearly) equal parameter count, in one run.
 
-Each (model, context) measurement runs in a fresh process, so peak memory is that model's alone; repeats alternate the
-two models so that drifts of a shared machine affect both alike. Prints JSON.
+Speed: both models live in one process and take training steps in turn (Mosaic, GPT, Mosaic, ...), so a drift of a
+shared machine hits both alike; tokens/s is the median over the timed steps, and the ratio is taken within the run.
+Memory: each model then runs alone in a fresh process, whose peak is that model's alone. On a CPU that peak is the
+process's peak RSS with glibc's mmap threshold fixed at 64 KiB: glibc otherwise raises the threshold after large frees
+and keeps freed activations in its heap, so RSS would measure allocator history more than live memory. The fixed
+threshold returns every large tensor to the system at once, which costs page faults, so speed is measured apart, with
+the allocator as a user has it. Prints JSON.
 
     python benchmarks/throughput.py                          # CPU, fp32, contexts 512 and 2048
     python benchmarks/throughput.py --device cuda --dtype bfloat16 --compile
@@ -17,10 +22,13 @@ import platform
 import resource
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
+
+KINDS = ("mosaic", "gpt")
 
 
 def build(kind: str, args: argparse.Namespace, context: int) -> torch.nn.Module:
@@ -35,16 +43,13 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def measure(kind: str, args: argparse.Namespace, context: int, queue: mp.Queue) -> None:
+def trainer(kind: str, args: argparse.Namespace, context: int) -> tuple[torch.nn.Module, Callable[[], None]]:
+    """A model and a function that takes one timed training step (forward, backward, AdamW) on fixed random tokens."""
     torch.manual_seed(0)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model = build(kind, args, context).to(device)
     opt = model.configure_optimizers(0.1, 1e-4, fused=device.type == "cuda")
-    step_fn = model
-    if args.compile:
-        step_fn = torch.compile(model)
+    step_fn = torch.compile(model) if args.compile else model
     x = torch.randint(0, args.vocab, (args.batch, context), device=device)
     y = torch.randint(0, args.vocab, (args.batch, context), device=device)
     amp = torch.autocast(device.type, dtype=getattr(torch, args.dtype), enabled=args.dtype != "float32")
@@ -55,32 +60,44 @@ def measure(kind: str, args: argparse.Namespace, context: int, queue: mp.Queue) 
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-
-    def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    return model, step
+
+
+def measure_speed(args: argparse.Namespace, context: int, queue: mp.Queue) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    steps = {kind: trainer(kind, args, context)[1] for kind in KINDS}
+    times: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for i in range(args.warmup + args.steps):
+        for kind, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            if i >= args.warmup:
+                times[kind].append(time.perf_counter() - t0)
+    queue.put({kind: [args.batch * context / t for t in ts] for kind, ts in times.items()})
+
+
+def measure_memory(kind: str, args: argparse.Namespace, context: int, queue: mp.Queue) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, step = trainer(kind, args, context)
     for _ in range(args.warmup):
         step()
-    sync()
     base_rss = rss_mib()
-    if device.type == "cuda":
+    if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
+    for _ in range(args.memory_steps):
         step()
-        sync()
-        times.append(time.perf_counter() - t0)
     peak = (
         torch.cuda.max_memory_allocated() / 2**20
-        if device.type == "cuda"
+        if args.device == "cuda"
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
     queue.put(
         {
-            "tokens_per_s": args.batch * context / statistics.median(times),
-            "step_ms_median": 1000 * statistics.median(times),
             "peak_mib": peak,
             "rss_after_warmup_mib": base_rss,
             "params": model.num_params(non_embedding=False),
@@ -89,20 +106,27 @@ def measure(kind: str, args: argparse.Namespace, context: int, queue: mp.Queue) 
     )
 
 
-def run_isolated(kind: str, args: argparse.Namespace, context: int) -> dict:
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=measure, args=(kind, args, context, q))
-    p.start()
+def run_isolated(target: Callable, *args: object, env: dict[str, str] | None = None) -> dict:
+    """Run target(*args, queue) in a fresh process (with extra environment variables) and return what it puts."""
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        p = ctx.Process(target=target, args=(*args, q))
+        p.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     result = q.get()
     p.join()
     return result
 
 
 def main() -> None:
-    # glibc raises its mmap threshold after large frees and then keeps freed activations in the heap, so a process's
-    # peak RSS would measure allocator history more than live memory; a fixed threshold returns big tensors at once.
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 16))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--contexts", type=int, nargs="+", default=[512, 2048])
     p.add_argument("--batch", type=int, default=8)
@@ -111,9 +135,10 @@ def main() -> None:
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--vocab", type=int, default=4096)
     p.add_argument("--gpt-pos", default="learned", help="position encoding of the GPT baseline")
-    p.add_argument("--steps", type=int, default=5, help="timed training steps per measurement")
+    p.add_argument("--steps", type=int, default=8, help="timed training steps per model and repeat (taken in turn)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=2, help="alternating measurements per model; the best is kept")
+    p.add_argument("--repeats", type=int, default=2, help="speed runs, each in a fresh process; steps are pooled")
+    p.add_argument("--memory-steps", type=int, default=2, help="steps after warm-up in each memory process")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
@@ -129,16 +154,23 @@ def main() -> None:
     }
     if args.device == "cuda":
         report["gpu"] = torch.cuda.get_device_name()
+    memory_env = {} if args.device == "cuda" else {"MALLOC_MMAP_THRESHOLD_": str(1 << 16)}
     for context in args.contexts:
-        runs: dict[str, list[dict]] = {"mosaic": [], "gpt": []}
-        for _ in range(args.repeats):
-            for kind in runs:
-                runs[kind].append(run_isolated(kind, args, context))
-        best = {kind: max(r, key=lambda m: m["tokens_per_s"]) for kind, r in runs.items()}
-        best["mosaic_over_gpt_tokens_per_s"] = best["mosaic"]["tokens_per_s"] / best["gpt"]["tokens_per_s"]
-        best["mosaic_over_gpt_peak_memory"] = best["mosaic"]["peak_mib"] / best["gpt"]["peak_mib"]
-        report["results"][str(context)] = best
-        print(json.dumps({"context": context, **best}), flush=True)
+        runs = [run_isolated(measure_speed, args, context) for _ in range(args.repeats)]
+        result: dict[str, object] = {}
+        for kind in KINDS:
+            pooled = [tps for run in runs for tps in run[kind]]
+            result[kind] = {
+                "tokens_per_s": statistics.median(pooled),
+                "step_ms_median": 1000 * args.batch * context / statistics.median(pooled),
+                **run_isolated(measure_memory, kind, args, context, env=memory_env),
+            }
+        mm, gpt = result["mosaic"], result["gpt"]
+        result["mosaic_over_gpt_tokens_per_s"] = mm["tokens_per_s"] / gpt["tokens_per_s"]
+        result["ratio_per_repeat"] = [statistics.median(run["mosaic"]) / statistics.median(run["gpt"]) for run in runs]
+        result["mosaic_over_gpt_peak_memory"] = mm["peak_mib"] / gpt["peak_mib"]
+        report["results"][str(context)] = result
+        print(json.dumps({"context": context, **result}), flush=True)
     print(json.dumps(report, indent=2))
 
 

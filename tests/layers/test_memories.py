@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from memory_mosaics.layers import MLP, ContextualMemory, MosaicBlock, MosaicBlockState, PersistentMemory
-from memory_mosaics.layers.features import merge_heads
+from memory_mosaics.layers.features import merge_heads, split_heads
+from memory_mosaics.ops.leaky import scaled_leaky_keys_naive
+from memory_mosaics.ops.peek import peek_values_naive
 from memory_mosaics.state import ContextualState, PersistentState
 
 
@@ -53,6 +55,54 @@ def test_persistent_memory_is_softmax_over_its_bank(count):
     y = sum((k @ mem.P_k[c].transpose(-1, -2)).softmax(-1) @ mem.P_v[c] for c in range(count)) / count
     y = y * torch.exp(10 * mem.out_scale).view(1, 2, 1, 1)
     torch.testing.assert_close(mem(x), mem.c_proj(merge_heads(y)))
+
+
+def _naive_keys(extractor, x: torch.Tensor) -> torch.Tensor:
+    """Keys from the composition of the reference operations (no fused autograd nodes)."""
+    kx = split_heads(extractor.W_k(x), extractor.n_head)
+    return scaled_leaky_keys_naive(kx, extractor.decay_rate, extractor.log_scale)[0]
+
+
+def _assert_same_gradients(layer, reference, x: torch.Tensor) -> None:
+    w = torch.randn_like(x)
+    params = [x, *layer.parameters()]
+    g = torch.autograd.grad((layer(x) * w).sum(), params)
+    g_ref = torch.autograd.grad((reference() * w).sum(), params)
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("T", [5, 16, 37])
+def test_persistent_memory_gradients_match_the_written_out_bank(T):
+    torch.manual_seed(0)
+    mem = PersistentMemory(8, 2, size=5, count=2).double()
+    x = torch.randn(3, T, 8, dtype=torch.float64, requires_grad=True)
+
+    def reference():
+        k = _naive_keys(mem.key, x)
+        y = sum((k @ mem.P_k[c].transpose(-1, -2)).softmax(-1) @ mem.P_v[c] for c in range(2)) / 2
+        return mem.c_proj(merge_heads(y * torch.exp(10 * mem.out_scale).view(1, 2, 1, 1)))
+
+    _assert_same_gradients(mem, reference, x)
+
+
+@pytest.mark.parametrize("lookahead", [1, 2])
+@pytest.mark.parametrize("T", [5, 16, 37])
+def test_contextual_memory_gradients_match_eq_7_written_out(T, lookahead):
+    torch.manual_seed(0)
+    mem = ContextualMemory(8, 2, lookahead=lookahead).double()
+    x = torch.randn(3, T, 8, dtype=torch.float64, requires_grad=True)
+
+    def reference():
+        k = _naive_keys(mem.key, x)
+        v = peek_values_naive(mem.value.project(x), mem.value.coef, 10 * mem.value.val_scale)
+        rows = [torch.zeros_like(k[:, :, 0])] * lookahead
+        for t in range(lookahead, T):
+            w = (k[:, :, t : t + 1] @ k[:, :, : t - lookahead + 1].transpose(-1, -2)).softmax(-1)
+            rows.append((w @ v[:, :, : t - lookahead + 1]).squeeze(2))
+        return mem.c_proj(merge_heads(torch.stack(rows, dim=2)))
+
+    _assert_same_gradients(mem, reference, x)
 
 
 def test_streaming_layers_equal_full_forward():

@@ -8,7 +8,6 @@ from torch import Tensor, nn
 
 from memory_mosaics.layers.block import PERSISTENT_KINDS, MosaicBlock, MosaicBlockState
 from memory_mosaics.models.base import LanguageModel, check_common
-from memory_mosaics.ops.leaky import DEFAULT_CHUNK
 from memory_mosaics.state import ModelState
 
 
@@ -76,5 +75,6 @@ class MemoryMosaic(LanguageModel):
         return ModelState([MosaicBlockState() for _ in self.blocks])
 
     def _extra_flops_per_token(self, seq_len: int) -> int:
-        # each leaky average applies a C×C decay matrix: 2·C·d multiply-adds per token, two key extractors per block
-        return 6 * 2 * self.config.n_layer * min(DEFAULT_CHUNK, seq_len) * self.config.n_embd
+        # each leaky average is a scan of about 4 FLOPs per element (step and carry), forward and backward alike, and
+        # the β-gradient's dot products add 4 more: about 12·d per token for each of the two key extractors of a block
+        return 2 * 12 * self.config.n_layer * self.config.n_embd

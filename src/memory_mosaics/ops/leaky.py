@@ -15,7 +15,11 @@ from torch import Tensor
 
 from memory_mosaics.ops.norm import head_scale, head_sum, scaled_norm, scaled_norm_backward
 
-DEFAULT_CHUNK = 16  # measured fastest on CPU at T = 512 and 2048 (benchmarks/throughput.py)
+
+def default_chunk(T: int) -> int:
+    """Chunk length of the parallel scan: C sequential steps plus a (T/C)² carry matmul; on CPU 16 was fastest at
+    T = 512 and 32 at T = 2048 (forward scan of (8, 8, T, 32), 2 threads)."""
+    return 16 if T <= 1024 else 32
 
 
 def leaky_average_naive(x: Tensor, beta: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -55,7 +59,7 @@ def _scan(
     x: Tensor,
     beta: Tensor,
     state: Tensor | None = None,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
     reverse: bool = False,
     inplace: bool = False,
 ) -> Tensor:
@@ -68,7 +72,7 @@ def _scan(
     layout allows (x time-major, T a multiple of C): a fresh full-size tensor costs page faults on a CPU.
     """
     B, H, T, D = x.shape
-    C = min(chunk_size, T)
+    C = min(chunk_size or default_chunk(T), T)
     N = -(-T // C)
     beta = beta.to(torch.promote_types(beta.dtype, torch.float32))  # decays in ≥ fp32, even under bf16
     if inplace and N * C == T and _time_major(x):
@@ -135,7 +139,7 @@ def _leaky_backward(
 
 class _LeakyAverage(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, beta: Tensor, state: Tensor | None, chunk_size: int) -> Tensor:
+    def forward(ctx, x: Tensor, beta: Tensor, state: Tensor | None, chunk_size: int | None) -> Tensor:
         out = _scan(x, beta, state, chunk_size)
         ctx.save_for_backward(out, beta, state)
         return out
@@ -148,7 +152,7 @@ class _LeakyAverage(torch.autograd.Function):
 
 
 def leaky_average(
-    x: Tensor, beta: Tensor, state: Tensor | None = None, chunk_size: int = DEFAULT_CHUNK
+    x: Tensor, beta: Tensor, state: Tensor | None = None, chunk_size: int | None = None
 ) -> tuple[Tensor, Tensor]:
     """Parallel leaky average; returns (k̄ for every position, k̄ at the last position).
 
