@@ -37,6 +37,20 @@ def test_parallel_matches_naive_outputs_and_gradients(shape, chunk, with_state):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("with_state", [False, True])
+def test_many_chunks_carry_their_boundary_states_by_the_scan_itself(with_state):
+    """1,250 chunks: the boundary states recurse instead of forming a (1250 × 1250) matrix."""
+    x, beta, state = _inputs((1, 2, 5000, 3), with_state)
+    out_ref, _ = leaky_average_naive(x, beta, state)
+    out, _ = leaky_average(x, beta, state, chunk_size=4)
+    torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-10)
+    w = torch.randn_like(out)
+    inputs = [t for t in (x, beta, state) if t is not None]
+    g, g_ref = (torch.autograd.grad((y * w).sum(), inputs) for y in (out, out_ref))
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("shape", SHAPES[1:3])
 def test_step_form_streams_the_recurrence(shape):
     x, beta, _ = _inputs(shape, False)

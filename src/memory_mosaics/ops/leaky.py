@@ -15,6 +15,8 @@ from torch import Tensor
 
 from memory_mosaics.ops.norm import head_scale, head_sum, scaled_norm, scaled_norm_backward
 
+MAX_CARRY_MATRIX = 64  # chunks whose boundary states one (N × N) matmul carries; more chunks recurse
+
 
 def default_chunk(T: int) -> int:
     """Chunk length of the parallel scan: C sequential steps plus a (T/C)² carry matmul; on CPU 16 was fastest at
@@ -66,10 +68,11 @@ def _scan(
     """The recurrence k̄_t = x_t + λ k̄_{t-1} for all t (``reverse``: k̄_t = x_t + λ k̄_{t+1}, without state), O(T).
 
     The sequence is cut into N chunks of C steps. All chunks run the recurrence side by side, C vectorised steps from a
-    zero state; the true state entering each chunk then follows the same recurrence across chunks with decay λ^C (a
-    small (N × N) matrix), and reaches step t of a chunk after t + 1 decays. The output is laid out (B, T, H, D) in
-    memory, like a linear layer's output, so merging the heads again costs no copy. ``inplace`` overwrites x when its
-    layout allows (x time-major, T a multiple of C): a fresh full-size tensor costs page faults on a CPU.
+    zero state; the true state entering each chunk then follows the same recurrence across chunks with decay λ^C (one
+    small (N × N) matmul, or this scan again for many chunks), and reaches step t of a chunk after t + 1 decays. The
+    output is laid out (B, T, H, D) in memory, like a linear layer's output, so merging the heads again costs no copy.
+    ``inplace`` overwrites x when its layout allows (x time-major, T a multiple of C): a fresh full-size tensor costs
+    page faults on a CPU.
     """
     B, H, T, D = x.shape
     C = min(chunk_size or default_chunk(T), T)
@@ -90,13 +93,17 @@ def _scan(
         out[:, :, :, t].addcmul_(lam, out[:, :, :, src])
     ends = out[:, :, :, 0 if reverse else -1]  # each chunk's own contribution at its boundary, (B, H, N, D)
     if N > 1 or state is not None:
-        carry = _decay_matrix(beta, N, C, x.dtype)  # state after chunk n from chunks n' ≤ n
-        if reverse:
-            carry = carry.transpose(1, 2)
-        carried = carry @ ends
-        if state is not None:  # an initial state decays by λ^(C·(n+1)) to the end of chunk n
-            n = torch.arange(1, N + 1, device=x.device, dtype=beta.dtype).view(1, N, 1)
-            carried = carried + torch.exp(-beta.view(H, 1, 1) * C * n).to(x.dtype) * state.unsqueeze(2)
+        # the state at chunk boundaries follows the same recurrence with decay λ^C: a small (N × N) matrix for few
+        # chunks, the scan itself beyond (so a long prefill never builds an O(T²) matrix)
+        if N <= MAX_CARRY_MATRIX:
+            carry = _decay_matrix(beta, N, C, x.dtype)  # state after chunk n from chunks n' ≤ n
+            carried = (carry.transpose(1, 2) if reverse else carry) @ ends
+            if state is not None:  # an initial state decays by λ^(C·(n+1)) to the end of chunk n
+                n = torch.arange(1, N + 1, device=x.device, dtype=beta.dtype).view(1, N, 1)
+                carried = carried + torch.exp(-beta.view(H, 1, 1) * C * n).to(x.dtype) * state.unsqueeze(2)
+        else:
+            carried = _scan(ends, beta * C, state, reverse=reverse)
+        if state is not None:
             entering = torch.cat([state.unsqueeze(2), carried[:, :, :-1]], dim=2)
         elif reverse:
             entering = torch.cat([carried[:, :, 1:], torch.zeros_like(carried[:, :, :1])], dim=2)
