@@ -63,6 +63,12 @@ def retrieval_step(query: Tensor, keys: Tensor, values: Tensor, scale: float = 1
     return F.scaled_dot_product_attention(query, keys, values, scale=scale)
 
 
+def _concat_time(parts: list[Tensor]) -> Tensor:
+    """(B, H, t_i, D) pieces joined along time into one buffer laid out (B, T, H, D), like SDPA's own output and the
+    keys: merging the heads then copies nothing, and the key path's backward scan can run in place."""
+    return torch.cat([p.transpose(1, 2) for p in parts], dim=1).transpose(1, 2)
+
+
 class _SelfRetrieval(torch.autograd.Function):
     """Training form of a contextual memory's retrieval, where the queries are the keys (q_offset 0, no bias).
 
@@ -80,10 +86,7 @@ class _SelfRetrieval(torch.autograd.Function):
         with torch.enable_grad():
             y = F.scaled_dot_product_attention(*parts, dropout_p=dropout_p, is_causal=True, scale=scale)
         ctx.graph, ctx.lookahead = (parts, y), s
-        out = y.new_empty(B, T, H, D)  # (B, T, H, D) like SDPA's own output: merging the heads copies nothing
-        out[:, :s] = 0
-        out[:, s:] = y.detach().transpose(1, 2)
-        return out.transpose(1, 2)
+        return _concat_time([y.new_zeros(B, H, s, D), y.detach()])
 
     @staticmethod
     @once_differentiable
@@ -91,15 +94,10 @@ class _SelfRetrieval(torch.autograd.Function):
         (parts, y), s = ctx.graph, ctx.lookahead
         del ctx.graph
         g_q, g_k, g_v = torch.autograd.grad(y, parts, g[:, :, s:])
-        n = g_k.shape[2]
-        g_keys = g_k.new_empty(g.shape)
-        g_keys[:, :, :n] = g_k  # k_i as a stored key ...
-        g_keys[:, :, n:] = 0
+        zeros = g_k.new_zeros(*g_k.shape[:2], s, g_k.shape[3])  # the last s pairs are never read
+        g_keys = _concat_time([g_k, zeros])  # k_i as a stored key ...
         g_keys[:, :, s:] += g_q  # ... and k_t as the query at t
-        g_values = g_v.new_empty(g.shape)
-        g_values[:, :, :n] = g_v
-        g_values[:, :, n:] = 0
-        return g_keys, g_values, None, None, None
+        return g_keys, _concat_time([g_v, zeros.to(g_v.dtype)]), None, None, None
 
 
 def retrieval(
@@ -158,6 +156,5 @@ def retrieval(
     y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
     if not first:
         return y
-    # zeros for the first queries, written (B, T, H, D) like SDPA's own output, so merging the heads copies nothing
     B, H, _, D = y.shape
-    return torch.cat([y.new_zeros(B, first, H, D), y.transpose(1, 2)], dim=1).transpose(1, 2)
+    return _concat_time([y.new_zeros(B, H, first, D), y])  # zeros for the queries with an empty memory
