@@ -45,6 +45,8 @@ def rss_mib() -> float:
 
 def trainer(kind: str, args: argparse.Namespace, context: int) -> tuple[torch.nn.Module, Callable[[], None]]:
     """A model and a function that takes one timed training step (forward, backward, AdamW) on fixed random tokens."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
     model = build(kind, args, context).to(device)
@@ -67,8 +69,6 @@ def trainer(kind: str, args: argparse.Namespace, context: int) -> tuple[torch.nn
 
 
 def measure_speed(args: argparse.Namespace, context: int, queue: mp.Queue) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     steps = {kind: trainer(kind, args, context)[1] for kind in KINDS}
     times: dict[str, list[float]] = {kind: [] for kind in KINDS}
     for i in range(args.warmup + args.steps):
@@ -81,8 +81,6 @@ def measure_speed(args: argparse.Namespace, context: int, queue: mp.Queue) -> No
 
 
 def measure_memory(kind: str, args: argparse.Namespace, context: int, queue: mp.Queue) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     model, step = trainer(kind, args, context)
     for _ in range(args.warmup):
         step()
