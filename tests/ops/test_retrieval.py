@@ -90,3 +90,22 @@ def test_memory_too_short_is_an_error():
         retrieval(q, k[:, :, :2], v[:, :, :2], 1)
     with pytest.raises(ValueError, match="lookahead"):
         retrieval(q, k, v, -1)
+
+
+def test_self_retrieval_supports_retain_graph_and_checkpointing():
+    """The training form keeps its inner graph as saved tensors: a second backward pass through a retained graph gives
+    the same gradients, and activation checkpointing (which drops and recomputes saved tensors) matches too."""
+    _, k, v = _qkv(T=12)
+    w = torch.randn(2, 3, 12, 4, dtype=torch.float64)
+    loss = (retrieval(k, k, v, 1) * w).sum()
+    first = torch.autograd.grad(loss, (k, v), retain_graph=True)
+    second = torch.autograd.grad(loss, (k, v))
+    with pytest.raises(RuntimeError, match="freed"):  # without retain_graph the inner graph goes with the node's
+        _ = loss.grad_fn.next_functions[0][0].next_functions[0][0].saved_tensors
+    ref = torch.autograd.grad((retrieval_naive(k, k, v, 1) * w).sum(), (k, v))
+    for a, b, r in zip(first, second, ref, strict=True):
+        torch.testing.assert_close(a, r)
+        torch.testing.assert_close(b, r)
+    out = torch.utils.checkpoint.checkpoint(lambda a, b: retrieval(a, a, b, 1), k, v, use_reentrant=False)
+    for a, r in zip(torch.autograd.grad((out * w).sum(), (k, v)), ref, strict=True):
+        torch.testing.assert_close(a, r)

@@ -74,7 +74,8 @@ class _SelfRetrieval(torch.autograd.Function):
 
     The forward pass is ``SDPA(k[s:], k[:-s], v[:-s], is_causal=True)`` written after s zero rows. Left to autograd,
     the two slices of k and the slice of v would each get a zero-filled full-length gradient, then be summed; this
-    backward pass writes each full-length gradient once.
+    backward pass writes each full-length gradient once. The inner graph is held through saved tensors (the output
+    keeps it alive), so autograd frees it after the backward pass, or keeps it under ``retain_graph``, as for any node.
     """
 
     @staticmethod
@@ -85,15 +86,16 @@ class _SelfRetrieval(torch.autograd.Function):
         parts = (k[:, :, s:].requires_grad_(), k[:, :, :n].requires_grad_(), v[:, :, :n].requires_grad_())
         with torch.enable_grad():
             y = F.scaled_dot_product_attention(*parts, dropout_p=dropout_p, is_causal=True, scale=scale)
-        ctx.graph, ctx.lookahead = (parts, y), s
+        ctx.save_for_backward(y, *parts)
+        ctx.lookahead = s
         return _concat_time([y.new_zeros(B, H, s, D), y.detach()])
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g: Tensor):
-        (parts, y), s = ctx.graph, ctx.lookahead
-        del ctx.graph
-        g_q, g_k, g_v = torch.autograd.grad(y, parts, g[:, :, s:])
+        (y, *parts), s = ctx.saved_tensors, ctx.lookahead
+        # retained here, the inner graph is freed with this node's saved tensors (unless the outer graph is retained)
+        g_q, g_k, g_v = torch.autograd.grad(y, parts, g[:, :, s:], retain_graph=True)
         zeros = g_k.new_zeros(*g_k.shape[:2], s, g_k.shape[3])  # the last s pairs are never read
         g_keys = _concat_time([g_k, zeros])  # k_i as a stored key ...
         g_keys[:, :, s:] += g_q  # ... and k_t as the query at t
