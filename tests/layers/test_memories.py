@@ -114,6 +114,23 @@ def test_streaming_layers_equal_full_forward():
         torch.testing.assert_close(torch.cat(parts, 1), full, rtol=1e-5, atol=1e-5)
 
 
+@torch.no_grad()
+def test_streaming_persistent_memory_keeps_its_scaled_bank_until_the_parameters_change():
+    layer, x = PersistentMemory(16, 4, 7, count=2), torch.randn(2, 12, 16)
+    state = PersistentState()
+    torch.testing.assert_close(torch.cat([layer(x[:, :5], state), layer(x[:, 5:6], state)], 1), layer(x[:, :6]))
+    bank = state.bank
+    layer(x[:, 6:7], state)
+    assert state.bank is bank  # reused while the parameters are unchanged
+    state.reorder(torch.tensor([1, 0]))  # beam search reorders sequences; the bank is shared by all of them
+    assert state.bank is bank
+    state.reorder(torch.tensor([1, 0]))
+    layer.P_v.mul_(2)  # an in-place update (an optimiser step) reaches the next token
+    layer.out_scale.add_(0.1)
+    torch.testing.assert_close(layer(x[:, 7:8], state), layer(x[:, :8])[:, 7:], rtol=1e-5, atol=1e-5)
+    assert state.bank is not bank
+
+
 def test_block_variants():
     x = torch.randn(2, 6, 16)
     for kind, second in [("memory", PersistentMemory), ("mlp", MLP), ("none", type(None))]:

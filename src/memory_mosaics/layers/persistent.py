@@ -36,19 +36,34 @@ class PersistentMemory(nn.Module):
 
     def forward(self, x: Tensor, state: PersistentState | None = None) -> Tensor:
         k, leaky = self.key(x, None if state is None else state.leaky)
+        bank = None
         if state is not None:
             state.leaky = leaky
-        return self.resid_dropout(self.c_proj(merge_heads(self.retrieve(k))))
+            if not torch.is_grad_enabled():
+                # Streaming: scaling the value bank for every token would cost as much as the retrieval itself, so the
+                # state keeps the scaled bank while the parameters it came from are unchanged (in-place updates bump
+                # their version counters).
+                key = (k.dtype, *(p._version for p in (self.P_k, self.P_v, self.out_scale)))
+                if state.bank is None or state.bank[0] != key:
+                    state.bank = (key, self.bank(k.dtype))
+                bank = state.bank[1]
+        return self.resid_dropout(self.c_proj(merge_heads(self.retrieve(k, bank))))
 
-    def retrieve(self, k: Tensor) -> Tensor:
-        """Bank retrieval for keys (B, H, T, hs): the scaled mean over banks of softmax(k · P_kᵀ) P_v."""
+    def bank(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """The key bank, and the value bank with the output scale and the mean over banks folded in: they cost less
+        there than on the output, (count, H, m, hs) against (B, H, T, hs)."""
+        scale = (torch.exp(10 * self.out_scale) / self.P_k.shape[0]).view(1, -1, 1, 1)
+        return self.P_k.to(dtype), (self.P_v * scale).to(dtype)
+
+    def retrieve(self, k: Tensor, bank: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Bank retrieval for keys (B, H, T, hs): the scaled mean over banks of softmax(k · P_kᵀ) P_v.
+
+        ``bank`` is ``self.bank(k.dtype)``, when the caller keeps it."""
         B, H, T, hs = k.shape
         # One bank serves every sequence, so the batch folds into the query length: the backward pass then accumulates
         # the bank's gradients once, not per sequence. With keys laid out (B, T, H, hs) the fold is a view.
         q = k.transpose(1, 2).reshape(1, B * T, H, hs).transpose(1, 2)
-        # the output scale and the mean are folded into the (small) value bank rather than applied to the output
-        scale = (torch.exp(10 * self.out_scale) / self.P_k.shape[0]).view(1, -1, 1, 1)
-        P_k, P_v = self.P_k.to(k.dtype), (self.P_v * scale).to(k.dtype)
+        P_k, P_v = self.bank(k.dtype) if bank is None else bank
         y = None
         for pk, pv in zip(P_k, P_v, strict=True):
             yb = retrieval(q, pk.unsqueeze(0), pv.unsqueeze(0), lookahead=None)
