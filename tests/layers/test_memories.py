@@ -125,10 +125,11 @@ def test_streaming_persistent_memory_keeps_its_scaled_bank_until_the_parameters_
     state.reorder(torch.tensor([1, 0]))  # beam search reorders sequences; the bank is shared by all of them
     assert state.bank is bank
     state.reorder(torch.tensor([1, 0]))
-    layer.P_v.mul_(2)  # an in-place update (an optimiser step) reaches the next token
-    layer.out_scale.add_(0.1)
+    layer.P_v.data = layer.P_v.detach() * 2  # a replaced tensor (a fresh one, no version bump) reaches the next token
     torch.testing.assert_close(layer(x[:, 7:8], state), layer(x[:, :8])[:, 7:], rtol=1e-5, atol=1e-5)
     assert state.bank is not bank
+    layer.out_scale.add_(0.1)  # so does an in-place update (an optimiser step)
+    torch.testing.assert_close(layer(x[:, 8:9], state), layer(x[:, :9])[:, 8:], rtol=1e-5, atol=1e-5)
 
 
 def test_block_variants():

@@ -42,8 +42,8 @@ class PersistentMemory(nn.Module):
             if not torch.is_grad_enabled():
                 # Streaming: scaling the value bank for every token would cost as much as the retrieval itself, so the
                 # state keeps the scaled bank while the parameters it came from are unchanged (in-place updates bump
-                # their version counters).
-                key = (k.dtype, *(p._version for p in (self.P_k, self.P_v, self.out_scale)))
+                # their version counters; a replaced ``.data`` moves their storage).
+                key = (k.dtype, *((p._version, p.data_ptr()) for p in (self.P_k, self.P_v, self.out_scale)))
                 if state.bank is None or state.bank[0] != key:
                     state.bank = (key, self.bank(k.dtype))
                 bank = state.bank[1]
