@@ -78,8 +78,9 @@ class ContextualState(LayerState):
 
 @dataclass
 class PersistentState(LayerState):
-    """The leaky state of the key extractor, and (under ``torch.no_grad``) the scaled bank with the parameter versions
-    it was computed from. The bank is the same for every sequence, so ``reorder`` leaves it alone (it is a tuple)."""
+    """The leaky state of the key extractor, and (under ``torch.no_grad``) the scaled bank keyed by the dtype and the
+    versions and storages of the parameters it came from. The bank is the same for every sequence, so ``reorder``
+    leaves it alone (it is a tuple)."""
 
     leaky: Tensor | None = None
     bank: tuple[tuple, tuple[Tensor, Tensor]] | None = None
