@@ -1,6 +1,8 @@
+import pytest
 import torch
+from torch import nn
 
-from memory_mosaics.state import PairStore
+from memory_mosaics.state import PairStore, ParamCache
 
 
 def test_pair_store_grows_by_doubling_and_keeps_its_content():
@@ -29,3 +31,25 @@ def test_reorder_selects_batch_rows():
         store.append(x)
     store.reorder(torch.tensor([2, 2, 0]))
     torch.testing.assert_close(store.data, x[[2, 2, 0]])
+
+
+def test_param_cache_rebuilds_for_changed_parameters_and_dtypes_and_keeps_nothing_under_autograd():
+    layer, cache, built = nn.Linear(3, 2), ParamCache(), []
+
+    def make():
+        built.append(layer.weight * 2)
+        return built[-1]
+
+    with torch.no_grad():
+        first = cache.get(layer, torch.float32, make)
+        assert cache.get(layer, torch.float32, pytest.fail) is first
+        layer.bias.add_(1)  # any of the module's own parameters, in place
+        assert cache.get(layer, torch.float32, make) is not first
+        layer.weight.data = torch.zeros(2, 3)  # or replaced
+        torch.testing.assert_close(cache.get(layer, torch.float32, make), torch.zeros(2, 3))
+        cache.get(layer, torch.float64, make)  # another dtype
+        other = nn.Linear(3, 2)
+        assert cache.get(other, torch.float64, lambda: "other") == "other"  # one entry per module
+        assert len(built) == 4
+    out = cache.get(layer, torch.float64, make)
+    assert len(built) == 5 and out.requires_grad  # autograd on: built afresh, in the graph

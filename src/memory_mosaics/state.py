@@ -6,10 +6,14 @@ models share ``PairStore``. Persistent memories only carry the leaky state of th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import TypeVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+T = TypeVar("T")
 
 
 class PairStore:
@@ -48,6 +52,26 @@ class PairStore:
             self._buf = self._buf.index_select(0, index)
 
 
+class ParamCache:
+    """Tensors derived from a module's own parameters (per-head constants, a scaled bank), kept from one streamed token
+    to the next under ``torch.no_grad``: one entry per module, rebuilt when the dtype or any of the module's own
+    parameters changes, in place (its version counter: an optimiser step, ``load_state_dict``) or by a replaced
+    ``.data`` (its storage). With autograd on it keeps nothing, so gradients reach the parameters. The entries do not
+    depend on the batch, so ``reorder`` keeps them."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[nn.Module, tuple, object]] = {}
+
+    def get(self, module: nn.Module, dtype: torch.dtype, make: Callable[[], T]) -> T:
+        if torch.is_grad_enabled():
+            return make()
+        key = (dtype, *((p._version, p.data_ptr()) for p in module.parameters(recurse=False)))
+        entry = self._entries.get(id(module))
+        if entry is None or entry[0] is not module or entry[1] != key:
+            entry = self._entries[id(module)] = (module, key, make())
+        return entry[2]  # type: ignore[return-value]
+
+
 def _reorder(value: object, index: Tensor) -> object:
     if isinstance(value, Tensor):
         return value.index_select(0, index)
@@ -68,22 +92,21 @@ class LayerState:
 @dataclass
 class ContextualState(LayerState):
     """After tokens 0..t-1: the leaky state k̄_{t-1}, keys k_0..k_{t-1}, values v_0..v_{t-2}, and the pending
-    u_{t-1} = W_v x_{t-1} that completes v_{t-1} when x_t arrives."""
+    u_{t-1} = W_v x_{t-1} that completes v_{t-1} when x_t arrives (and the per-head constants, while streaming)."""
 
     leaky: Tensor | None = None
     keys: PairStore = field(default_factory=PairStore)
     values: PairStore = field(default_factory=PairStore)
     pending_u: Tensor | None = None
+    cache: ParamCache = field(default_factory=ParamCache)
 
 
 @dataclass
 class PersistentState(LayerState):
-    """The leaky state of the key extractor, and (under ``torch.no_grad``) the scaled bank keyed by the dtype and the
-    versions and storages of the parameters it came from. The bank is the same for every sequence, so ``reorder``
-    leaves it alone (it is a tuple)."""
+    """The leaky state of the key extractor (and the per-head constants and the scaled bank, while streaming)."""
 
     leaky: Tensor | None = None
-    bank: tuple[tuple, tuple[Tensor, Tensor]] | None = None
+    cache: ParamCache = field(default_factory=ParamCache)
 
 
 @dataclass

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -5,7 +7,7 @@ from memory_mosaics.layers import MLP, ContextualMemory, MosaicBlock, MosaicBloc
 from memory_mosaics.layers.features import merge_heads, split_heads
 from memory_mosaics.ops.leaky import scaled_leaky_keys_naive
 from memory_mosaics.ops.peek import peek_values_naive
-from memory_mosaics.state import ContextualState, PersistentState
+from memory_mosaics.state import ContextualState, ParamCache, PersistentState
 
 
 @pytest.mark.parametrize("lookahead", [1, 2, 3])
@@ -119,17 +121,32 @@ def test_streaming_persistent_memory_keeps_its_scaled_bank_until_the_parameters_
     layer, x = PersistentMemory(16, 4, 7, count=2), torch.randn(2, 12, 16)
     state = PersistentState()
     torch.testing.assert_close(torch.cat([layer(x[:, :5], state), layer(x[:, 5:6], state)], 1), layer(x[:, :6]))
-    bank = state.bank
+    bank = state.cache.get(layer, x.dtype, pytest.fail)  # kept: asking for it again builds nothing
     layer(x[:, 6:7], state)
-    assert state.bank is bank  # reused while the parameters are unchanged
     state.reorder(torch.tensor([1, 0]))  # beam search reorders sequences; the bank is shared by all of them
-    assert state.bank is bank
+    assert state.cache.get(layer, x.dtype, pytest.fail) is bank
     state.reorder(torch.tensor([1, 0]))
     layer.P_v.data = layer.P_v.detach() * 2  # a replaced tensor (a fresh one, no version bump) reaches the next token
     torch.testing.assert_close(layer(x[:, 7:8], state), layer(x[:, :8])[:, 7:], rtol=1e-5, atol=1e-5)
-    assert state.bank is not bank
-    layer.out_scale.add_(0.1)  # so does an in-place update (an optimiser step)
-    torch.testing.assert_close(layer(x[:, 8:9], state), layer(x[:, :9])[:, 8:], rtol=1e-5, atol=1e-5)
+    assert state.cache.get(layer, x.dtype, pytest.fail) is not bank
+
+
+@pytest.mark.parametrize("kind", ["contextual", "persistent"])
+@torch.no_grad()
+def test_streaming_never_serves_constants_of_old_parameters(kind):
+    """The per-head constants and the bank are kept from token to token; after an optimiser step on any parameter they
+    come from, the next token must be what a state with an empty cache computes."""
+    layer = ContextualMemory(16, 4) if kind == "contextual" else PersistentMemory(16, 4, 7)
+    x = torch.randn(2, 20, 16)
+    state = ContextualState() if kind == "contextual" else PersistentState()
+    layer(x[:, :4], state)
+    layer(x[:, 4:5], state)  # the constants are built here
+    names = [name for name, _ in layer.named_parameters() if not ("W_" in name or "c_proj" in name)]
+    assert len(names) == (4 if kind == "contextual" else 5)
+    for t, name in enumerate(names, start=5):
+        layer.get_parameter(name).add_(0.05)
+        fresh = copy.deepcopy(state, memo={id(state.cache): ParamCache()})
+        torch.testing.assert_close(layer(x[:, t : t + 1], state), layer(x[:, t : t + 1], fresh), msg=name)
 
 
 def test_block_variants():

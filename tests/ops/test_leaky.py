@@ -2,11 +2,13 @@ import pytest
 import torch
 
 from memory_mosaics.ops.leaky import (
+    key_constants,
     leaky_average,
     leaky_average_naive,
     leaky_average_step,
     scaled_leaky_keys,
     scaled_leaky_keys_naive,
+    scaled_leaky_keys_step,
 )
 
 SHAPES = [(1, 1, 1, 1), (2, 3, 7, 4), (2, 4, 64, 8), (1, 2, 130, 5), (3, 2, 257, 3)]
@@ -55,10 +57,23 @@ def test_many_chunks_carry_their_boundary_states_by_the_scan_itself(with_state):
 def test_step_form_streams_the_recurrence(shape):
     x, beta, _ = _inputs(shape, False)
     ref, _ = leaky_average_naive(x, beta)
+    decay, _ = key_constants(beta, torch.zeros_like(beta), x.dtype)
     state = None
     for t in range(x.shape[2]):
-        state = leaky_average_step(x[:, :, t], beta, state)
+        state = leaky_average_step(x[:, :, t], decay, state)
         torch.testing.assert_close(state, ref[:, :, t])
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+def test_step_form_of_the_keys_streams_the_composition(with_state):
+    x, beta, state = _inputs((2, 3, 9, 4), with_state)
+    log_scale = torch.linspace(-0.5, 3.0, 3, dtype=torch.float64)
+    k_ref, last_ref = scaled_leaky_keys_naive(x, beta, log_scale, state)
+    constants, last = key_constants(beta, log_scale, x.dtype), state
+    for t in range(x.shape[2]):
+        k, last = scaled_leaky_keys_step(x[:, :, t : t + 1], *constants, last)
+        torch.testing.assert_close(k, k_ref[:, :, t : t + 1])
+    torch.testing.assert_close(last, last_ref)
 
 
 def test_chunks_of_a_stream_equal_one_pass():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from memory_mosaics.ops.peek import combine, peek_values, peek_values_naive
+from memory_mosaics.ops.peek import combine, peek_values, peek_values_naive, value_constants
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 2, 4), (2, 4, 33, 8)])
@@ -21,11 +21,9 @@ def test_training_form_matches_the_composition_in_outputs_and_gradients(shape):
 def test_value_t_peeks_at_t_plus_one_only():
     u = torch.randn(1, 2, 6, 3, dtype=torch.float64)
     coef, log_scale = torch.rand(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
-    v = peek_values(u, coef, log_scale)
-    for t in range(5):
-        torch.testing.assert_close(
-            v[:, :, t : t + 1], combine(u[:, :, t + 1 : t + 2], u[:, :, t : t + 1], coef, log_scale)
-        )
+    v, constants = peek_values(u, coef, log_scale), value_constants(coef, log_scale, u.dtype)
+    for t in range(5):  # the step form, one value at a time
+        torch.testing.assert_close(v[:, :, t : t + 1], combine(u[:, :, t + 1 : t + 2], u[:, :, t : t + 1], *constants))
     u2 = u.clone()
     u2[:, :, 4:] += 1.0  # changing u_4, u_5 changes v_3, v_4, v_5 and nothing before
     v2 = peek_values(u2, coef, log_scale)

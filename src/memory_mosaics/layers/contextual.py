@@ -41,11 +41,11 @@ class ContextualMemory(nn.Module):
             y = retrieval(k, k, self.value(x), self.lookahead, dropout_p=p)
         else:
             offset = state.keys.length
-            k, state.leaky = self.key(x, state.leaky)
+            k, state.leaky = self.key(x, state.leaky, state.cache)
             u = self.value.project(x)
             if state.pending_u is not None:  # x_t completes v_{t-1}: (k_{t-1}, v_{t-1}) joins the memory
                 u = torch.cat([state.pending_u, u], dim=2)
-            state.values.append(self.value.combine(u[:, :, 1:], u[:, :, :-1]))
+            state.values.append(self.value.combine(u[:, :, 1:], u[:, :, :-1], state.cache))
             state.keys.append(k)
             state.pending_u = u[:, :, -1:]
             y = retrieval(k, state.keys.data, state.values.data, self.lookahead, q_offset=offset, dropout_p=p)

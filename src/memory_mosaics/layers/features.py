@@ -7,8 +7,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from memory_mosaics.ops.leaky import scaled_leaky_keys
-from memory_mosaics.ops.peek import combine, peek_values
+from memory_mosaics.ops.leaky import key_constants, scaled_leaky_keys, scaled_leaky_keys_step
+from memory_mosaics.ops.peek import combine, peek_values, value_constants
+from memory_mosaics.state import ParamCache
 
 MAX_LOG_SCALE = math.log(65535)  # the authors clamp the key scale exponent here
 
@@ -50,9 +51,17 @@ class KeyExtractor(nn.Module):
     def log_scale(self) -> Tensor:
         return torch.clamp(10 * self.scale_power * self.key_scale, max=MAX_LOG_SCALE)
 
-    def forward(self, x: Tensor, leaky_state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Keys (B, H, T, hs) for inputs (B, T, d), and the new leaky state k̄ at the last position."""
-        return scaled_leaky_keys(split_heads(self.W_k(x), self.n_head), self.decay_rate, self.log_scale, leaky_state)
+    def forward(
+        self, x: Tensor, leaky_state: Tensor | None = None, cache: ParamCache | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Keys (B, H, T, hs) for inputs (B, T, d), and the new leaky state k̄ at the last position.
+
+        A streaming layer passes its state's ``cache``, which keeps the step form's per-head constants."""
+        u = split_heads(self.W_k(x), self.n_head)
+        if cache is not None and u.shape[2] == 1:
+            constants = cache.get(self, u.dtype, lambda: key_constants(self.decay_rate, self.log_scale, u.dtype))
+            return scaled_leaky_keys_step(u, *constants, leaky_state)
+        return scaled_leaky_keys(u, self.decay_rate, self.log_scale, leaky_state)
 
 
 class ValueExtractor(nn.Module):
@@ -73,9 +82,14 @@ class ValueExtractor(nn.Module):
         """u = W_v x per head, (B, H, T, hs)."""
         return split_heads(self.W_v(x), self.n_head)
 
-    def combine(self, u_next: Tensor, u_now: Tensor) -> Tensor:
-        """Values from the projections of the next and the current tokens (the streaming form)."""
-        return combine(u_next, u_now, self.coef, 10 * self.val_scale)
+    def combine(self, u_next: Tensor, u_now: Tensor, cache: ParamCache | None = None) -> Tensor:
+        """Values from the projections of the next and the current tokens (the streaming form); ``cache`` as for
+        keys."""
+
+        def make() -> tuple[Tensor, Tensor]:
+            return value_constants(self.coef, 10 * self.val_scale, u_now.dtype)
+
+        return combine(u_next, u_now, *(make() if cache is None else cache.get(self, u_now.dtype, make)))
 
     def forward(self, x: Tensor) -> Tensor:
         return peek_values(self.project(x), self.coef, 10 * self.val_scale)

@@ -35,18 +35,12 @@ class PersistentMemory(nn.Module):
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, state: PersistentState | None = None) -> Tensor:
-        k, leaky = self.key(x, None if state is None else state.leaky)
-        bank = None
-        if state is not None:
-            state.leaky = leaky
-            if not torch.is_grad_enabled():
-                # Streaming: scaling the value bank for every token would cost as much as the retrieval itself, so the
-                # state keeps the scaled bank while the parameters it came from are unchanged (in-place updates bump
-                # their version counters; a replaced ``.data`` moves their storage).
-                key = (k.dtype, *((p._version, p.data_ptr()) for p in (self.P_k, self.P_v, self.out_scale)))
-                if state.bank is None or state.bank[0] != key:
-                    state.bank = (key, self.bank(k.dtype))
-                bank = state.bank[1]
+        if state is None:
+            k, bank = self.key(x)[0], None
+        else:
+            k, state.leaky = self.key(x, state.leaky, state.cache)
+            # streaming: scaling the value bank for every token would cost as much as the retrieval itself
+            bank = state.cache.get(self, k.dtype, lambda: self.bank(k.dtype))
         return self.resid_dropout(self.c_proj(merge_heads(self.retrieve(k, bank))))
 
     def bank(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:

@@ -3,7 +3,10 @@
 Three forms, as in flash-linear-attention:
   * ``leaky_average_naive``: an explicit loop over time (tests only);
   * ``leaky_average``: the chunked parallel form for training, O(T) work and memory;
-  * ``leaky_average_step``: the O(1) update for streaming.
+  * ``leaky_average_step``: the O(1) update for streaming, with the decay λ_h precomputed (``key_constants``).
+
+The key path of eq. (6), leaky average then scaled normalisation, comes in the same three forms:
+``scaled_leaky_keys_naive``, ``scaled_leaky_keys`` (one autograd node) and ``scaled_leaky_keys_step``.
 
 Shapes: ``x`` is (B, H, T, D); ``beta`` is (H,) with β_h ≥ 0; a state is k̄ at the last position, (B, H, D).
 """
@@ -35,11 +38,18 @@ def leaky_average_naive(x: Tensor, beta: Tensor, state: Tensor | None = None) ->
     return torch.stack(out, dim=2), h
 
 
-def leaky_average_step(x: Tensor, beta: Tensor, state: Tensor | None = None) -> Tensor:
-    """One streaming step: ``x`` is (B, H, D), returns the new state k̄_t (which is also the output)."""
+def key_constants(beta: Tensor, log_scale: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The step forms' per-head decay λ_h = exp(-β_h), shaped (1, H, 1), and key scale exp(log_scale_h), shaped
+    (1, H, 1, 1). A streaming layer keeps them instead of deriving them from the parameters for every token."""
+    return torch.exp(-beta).view(1, -1, 1).to(dtype), head_scale(log_scale, dtype)
+
+
+def leaky_average_step(x: Tensor, decay: Tensor, state: Tensor | None = None) -> Tensor:
+    """One streaming step: ``x`` is (B, H, D), ``decay`` λ_h is (1, H, 1); returns the new state k̄_t (which is also
+    the output)."""
     if state is None:
         return x
-    return torch.exp(-beta).view(1, -1, 1) * state + x
+    return torch.addcmul(x, decay, state)
 
 
 def _decay_matrix(beta: Tensor, n: int, stride: int, dtype: torch.dtype) -> Tensor:
@@ -167,7 +177,7 @@ def leaky_average(
     authors' code builds one per layer).
     """
     if x.shape[2] == 1:  # streaming one token: the recurrence itself is cheapest
-        out = leaky_average_step(x[:, :, 0], beta, state)
+        out = leaky_average_step(x[:, :, 0], torch.exp(-beta).view(1, -1, 1).to(x.dtype), state)
         return out.unsqueeze(2), out
     out = _LeakyAverage.apply(x, beta, state, chunk_size)
     return out, out[:, :, -1]
@@ -178,7 +188,16 @@ def scaled_leaky_keys_naive(
 ) -> tuple[Tensor, Tensor]:
     """Reference for the whole key path of eq. (6): k_t = exp(log_scale_h) · k̄_t / (‖k̄_t‖ + ε)."""
     k_bar, last = leaky_average(x, beta, state)
-    return scaled_norm(k_bar, log_scale)[0], last
+    return scaled_norm(k_bar, head_scale(log_scale, k_bar.dtype))[0], last
+
+
+def scaled_leaky_keys_step(
+    x: Tensor, decay: Tensor, scale: Tensor, state: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """One streaming step of the key path: ``x`` is (B, H, 1, D), ``decay`` and ``scale`` come from
+    ``key_constants``; returns (k, k̄ at this position)."""
+    last = leaky_average_step(x[:, :, 0], decay, state)
+    return scaled_norm(last.unsqueeze(2), scale)[0], last
 
 
 class _ScaledLeakyKeys(torch.autograd.Function):
@@ -192,7 +211,7 @@ class _ScaledLeakyKeys(torch.autograd.Function):
     def forward(ctx, x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
         k_bar = _scan(x, beta, state)
         last = k_bar[:, :, -1].clone()
-        k, q = scaled_norm(k_bar, log_scale, inplace=True)  # k̄ is rebuilt from k when needed
+        k, q = scaled_norm(k_bar, head_scale(log_scale, k_bar.dtype), inplace=True)  # k̄ is rebuilt from k when needed
         ctx.save_for_backward(k, q, beta, log_scale, state)
         return k, last
 
@@ -211,4 +230,4 @@ def scaled_leaky_keys(x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor 
     """Keys of eq. (6) from projected inputs ``x`` (B, H, T, D): (k for every position, k̄ at the last position)."""
     if x.shape[2] > 1:
         return _ScaledLeakyKeys.apply(x, beta, log_scale, state)
-    return scaled_leaky_keys_naive(x, beta, log_scale, state)
+    return scaled_leaky_keys_step(x, *key_constants(beta, log_scale, x.dtype), state)

@@ -19,12 +19,12 @@ def head_sum(x: Tensor) -> Tensor:
     return x.sum(dim=dims, dtype=torch.promote_types(x.dtype, torch.float32))
 
 
-def scaled_norm(x: Tensor, log_scale: Tensor, inplace: bool = False) -> tuple[Tensor, Tensor]:
+def scaled_norm(x: Tensor, scale: Tensor, inplace: bool = False) -> tuple[Tensor, Tensor]:
     """The normalised, scaled x (B, H, T, D), and its denominator ‖x‖ + ε (what a backward pass needs).
 
-    ``inplace`` overwrites x (for autograd functions that own it)."""
+    ``scale`` is ``head_scale(log_scale, x.dtype)``; ``inplace`` overwrites x (for autograd functions that own it)."""
     q = x.norm(dim=-1, keepdim=True) + NORM_EPS
-    factor = head_scale(log_scale, x.dtype) / q  # one (B, H, T, 1) factor: a single pass over x
+    factor = scale / q  # one (B, H, T, 1) factor: a single pass over x
     return (x.mul_(factor) if inplace else x * factor), q
 
 

@@ -1,8 +1,9 @@
 """Peek-ahead values of eq. (6): v_t = r_h · m_t / (‖m_t‖ + ε) with m_t = (1 - c_h)·u_{t+1} + c_h·u_t.
 
-``peek_values_naive`` is the composition of tensor operations (reference, and the streaming form, where u_{t+1} is the
-next token's projection); ``peek_values`` is the training form: one autograd node that keeps only u and the norms
-(the values themselves are kept by the retrieval), instead of the four activations autograd would keep.
+``peek_values_naive`` is the composition of tensor operations (reference); ``peek_values`` is the training form: one
+autograd node that keeps only u and the norms (the values themselves are kept by the retrieval), instead of the four
+activations autograd would keep; ``combine`` is the step form, where u_{t+1} is the next token's projection, with the
+per-head constants of ``value_constants``.
 The last position has no successor and takes u_T = 0; a look-ahead ≥ 1 never reads its value.
 """
 
@@ -19,30 +20,36 @@ def _shift_up(u: Tensor) -> Tensor:
     return torch.cat([u[:, :, 1:], torch.zeros_like(u[:, :, :1])], dim=2)
 
 
-def combine(u_next: Tensor, u_now: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
-    c = coef.view(1, -1, 1, 1).to(u_now.dtype)
-    return scaled_norm((1 - c) * u_next + c * u_now, log_scale)[0]
+def value_constants(coef: Tensor, log_scale: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The per-head mixing weight c_h and value scale r_h, shaped (1, H, 1, 1). A streaming layer keeps them instead of
+    deriving them from the parameters for every token."""
+    return coef.view(1, -1, 1, 1).to(dtype), head_scale(log_scale, dtype)
+
+
+def combine(u_next: Tensor, u_now: Tensor, c: Tensor, scale: Tensor) -> Tensor:
+    """Values from the projections of the next and the current tokens; ``c`` and ``scale`` from ``value_constants``."""
+    return scaled_norm(torch.addcmul(u_now * c, u_next, 1 - c), scale)[0]
 
 
 def peek_values_naive(u: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
-    return combine(_shift_up(u), u, coef, log_scale)
+    return combine(_shift_up(u), u, *value_constants(coef, log_scale, u.dtype))
 
 
 class _PeekValues(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
-        c = coef.view(1, -1, 1, 1).to(u.dtype)
+        c, scale = value_constants(coef, log_scale, u.dtype)
         m = u * c
         m[:, :, :-1].addcmul_(u[:, :, 1:], 1 - c)
-        v, q = scaled_norm(m, log_scale, inplace=True)
+        v, q = scaled_norm(m, scale, inplace=True)
         ctx.save_for_backward(u, v, q, coef, log_scale)
         return v
 
     @staticmethod
     def backward(ctx, g_v: Tensor):
         u, v, q, coef, log_scale = ctx.saved_tensors
-        c = coef.view(1, -1, 1, 1).to(u.dtype)
-        g_m, g_log_scale = scaled_norm_backward(g_v, v, q, head_scale(log_scale, u.dtype))
+        c, scale = value_constants(coef, log_scale, u.dtype)
+        g_m, g_log_scale = scaled_norm_backward(g_v, v, q, scale)
         # dm_t/dc = u_t - u_{t+1}; one scratch buffer serves both dot products, then holds g_u
         scratch = g_m * u
         g_coef = head_sum(scratch)
