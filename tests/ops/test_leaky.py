@@ -65,15 +65,23 @@ def test_step_form_streams_the_recurrence(shape):
 
 
 @pytest.mark.parametrize("with_state", [False, True])
-def test_step_form_of_the_keys_streams_the_composition(with_state):
+def test_step_form_of_the_keys_streams_the_composition_in_outputs_and_gradients(with_state):
     x, beta, state = _inputs((2, 3, 9, 4), with_state)
-    log_scale = torch.linspace(-0.5, 3.0, 3, dtype=torch.float64)
+    log_scale = torch.linspace(-0.5, 3.0, 3, dtype=torch.float64).requires_grad_()
     k_ref, last_ref = scaled_leaky_keys_naive(x, beta, log_scale, state)
-    constants, last = key_constants(beta, log_scale, x.dtype), state
+    constants, last, keys = key_constants(beta, log_scale, x.dtype), state, []
     for t in range(x.shape[2]):
         k, last = scaled_leaky_keys_step(x[:, :, t : t + 1], *constants, last)
-        torch.testing.assert_close(k, k_ref[:, :, t : t + 1])
+        keys.append(k)
+    k = torch.cat(keys, dim=2)
+    torch.testing.assert_close(k, k_ref)
     torch.testing.assert_close(last, last_ref)
+    w, w_last = torch.randn_like(k), torch.randn_like(last)
+    inputs = [t for t in (x, beta, log_scale, state) if t is not None]
+    g = torch.autograd.grad((k * w).sum() + (last * w_last).sum(), inputs)
+    g_ref = torch.autograd.grad((k_ref * w).sum() + (last_ref * w_last).sum(), inputs)
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_chunks_of_a_stream_equal_one_pass():

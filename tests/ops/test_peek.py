@@ -21,11 +21,24 @@ def test_training_form_matches_the_composition_in_outputs_and_gradients(shape):
 def test_value_t_peeks_at_t_plus_one_only():
     u = torch.randn(1, 2, 6, 3, dtype=torch.float64)
     coef, log_scale = torch.rand(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
-    v, constants = peek_values(u, coef, log_scale), value_constants(coef, log_scale, u.dtype)
-    for t in range(5):  # the step form, one value at a time
-        torch.testing.assert_close(v[:, :, t : t + 1], combine(u[:, :, t + 1 : t + 2], u[:, :, t : t + 1], *constants))
+    v = peek_values(u, coef, log_scale)
     u2 = u.clone()
     u2[:, :, 4:] += 1.0  # changing u_4, u_5 changes v_3, v_4, v_5 and nothing before
     v2 = peek_values(u2, coef, log_scale)
     torch.testing.assert_close(v2[:, :, :3], v[:, :, :3])
     assert not torch.allclose(v2[:, :, 3], v[:, :, 3])
+
+
+def test_step_form_matches_the_composition_in_outputs_and_gradients():
+    u = torch.randn(2, 3, 6, 4, dtype=torch.float64, requires_grad=True)
+    coef = torch.rand(3, dtype=torch.float64, requires_grad=True)
+    log_scale = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    v_ref = peek_values_naive(u, coef, log_scale)[:, :, :-1]  # the last value waits for the next token
+    constants = value_constants(coef, log_scale, u.dtype)
+    v = torch.cat([combine(u[:, :, t + 1 : t + 2], u[:, :, t : t + 1], *constants) for t in range(5)], dim=2)
+    torch.testing.assert_close(v, v_ref)
+    w = torch.randn_like(v)
+    g = torch.autograd.grad((v * w).sum(), (u, coef, log_scale))
+    g_ref = torch.autograd.grad((v_ref * w).sum(), (u, coef, log_scale))
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b)
