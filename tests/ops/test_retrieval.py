@@ -52,12 +52,16 @@ def test_first_positions_see_an_empty_memory():
         assert out[:, :, s:].abs().min() > 0
 
 
-def test_step_form_against_the_stored_pairs():
+def test_step_form_against_the_stored_pairs_in_outputs_and_gradients():
     _, k, v = _qkv(T=12)
-    full = retrieval(k, k, v, 1)
-    for t in range(12):
-        step = retrieval_step(k[:, :, t : t + 1], k[:, :, :t], v[:, :, :t])
-        torch.testing.assert_close(step[:, :, 0], full[:, :, t])
+    ref = retrieval_naive(k, k, v, 1)
+    out = torch.cat([retrieval_step(k[:, :, t : t + 1], k[:, :, :t], v[:, :, :t]) for t in range(12)], dim=2)
+    torch.testing.assert_close(out, ref)
+    w = torch.randn_like(out)
+    g = torch.autograd.grad((out * w).sum(), (k, v))
+    g_ref = torch.autograd.grad((ref * w).sum(), (k, v))
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_additive_bias_matches_naive():
