@@ -1,7 +1,8 @@
 """Streaming state: what a model carries from one token to the next.
 
 A contextual memory stores its (key, value) pairs exactly like a transformer's KV cache stores keys and values, so both
-models share ``PairStore``. Persistent memories only carry the leaky state of their key extractor.
+models share ``PairStore``. Persistent memories only carry the leaky state of their key extractor. Both kinds also keep
+what they derive from their parameters (``ParamCache``), instead of deriving it again for every token.
 """
 
 from __future__ import annotations

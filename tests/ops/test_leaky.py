@@ -9,6 +9,7 @@ from memory_mosaics.ops.leaky import (
     scaled_leaky_keys,
     scaled_leaky_keys_naive,
     scaled_leaky_keys_step,
+    step_decay,
 )
 
 SHAPES = [(1, 1, 1, 1), (2, 3, 7, 4), (2, 4, 64, 8), (1, 2, 130, 5), (3, 2, 257, 3)]
@@ -57,7 +58,7 @@ def test_many_chunks_carry_their_boundary_states_by_the_scan_itself(with_state):
 def test_step_form_streams_the_recurrence(shape):
     x, beta, _ = _inputs(shape, False)
     ref, _ = leaky_average_naive(x, beta)
-    decay, _ = key_constants(beta, torch.zeros_like(beta), x.dtype)
+    decay = step_decay(beta, x.dtype)
     state = None
     for t in range(x.shape[2]):
         state = leaky_average_step(x[:, :, t], decay, state)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from memory_mosaics.ops.peek import combine, peek_values, peek_values_naive, value_constants
+from memory_mosaics.ops.peek import peek_values, peek_values_naive, peek_values_step, value_constants
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 2, 4), (2, 4, 33, 8)])
@@ -35,7 +35,7 @@ def test_step_form_matches_the_composition_in_outputs_and_gradients():
     log_scale = torch.randn(3, dtype=torch.float64, requires_grad=True)
     v_ref = peek_values_naive(u, coef, log_scale)[:, :, :-1]  # the last value waits for the next token
     constants = value_constants(coef, log_scale, u.dtype)
-    v = torch.cat([combine(u[:, :, t + 1 : t + 2], u[:, :, t : t + 1], *constants) for t in range(5)], dim=2)
+    v = torch.cat([peek_values_step(u[:, :, t + 1 : t + 2], u[:, :, t : t + 1], *constants) for t in range(5)], dim=2)
     torch.testing.assert_close(v, v_ref)
     w = torch.randn_like(v)
     g = torch.autograd.grad((v * w).sum(), (u, coef, log_scale))

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from memory_mosaics.ops.leaky import key_constants, scaled_leaky_keys, scaled_leaky_keys_step
-from memory_mosaics.ops.peek import combine, peek_values, value_constants
+from memory_mosaics.ops.peek import peek_values, peek_values_step, value_constants
 from memory_mosaics.state import ParamCache
 
 MAX_LOG_SCALE = math.log(65535)  # the authors clamp the key scale exponent here
@@ -89,7 +89,7 @@ class ValueExtractor(nn.Module):
         def make() -> tuple[Tensor, Tensor]:
             return value_constants(self.coef, 10 * self.val_scale, u_now.dtype)
 
-        return combine(u_next, u_now, *(make() if cache is None else cache.get(self, u_now.dtype, make)))
+        return peek_values_step(u_next, u_now, *(make() if cache is None else cache.get(self, u_now.dtype, make)))
 
     def forward(self, x: Tensor) -> Tensor:
         return peek_values(self.project(x), self.coef, 10 * self.val_scale)

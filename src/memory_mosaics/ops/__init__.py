@@ -6,8 +6,9 @@ from memory_mosaics.ops.leaky import (
     leaky_average_step,
     scaled_leaky_keys,
     scaled_leaky_keys_naive,
+    scaled_leaky_keys_step,
 )
-from memory_mosaics.ops.peek import peek_values, peek_values_naive
+from memory_mosaics.ops.peek import peek_values, peek_values_naive, peek_values_step
 from memory_mosaics.ops.retrieval import gaussian_retrieval_naive, retrieval, retrieval_naive, retrieval_step
 
 __all__ = [
@@ -17,9 +18,11 @@ __all__ = [
     "leaky_average_step",
     "peek_values",
     "peek_values_naive",
+    "peek_values_step",
     "retrieval",
     "retrieval_naive",
     "retrieval_step",
     "scaled_leaky_keys",
     "scaled_leaky_keys_naive",
+    "scaled_leaky_keys_step",
 ]

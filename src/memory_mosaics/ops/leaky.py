@@ -3,7 +3,7 @@
 Three forms, as in flash-linear-attention:
   * ``leaky_average_naive``: an explicit loop over time (tests only);
   * ``leaky_average``: the chunked parallel form for training, O(T) work and memory;
-  * ``leaky_average_step``: the O(1) update for streaming, with the decay λ_h precomputed (``key_constants``).
+  * ``leaky_average_step``: the O(1) update for streaming, with the decay λ_h precomputed (``step_decay``).
 
 The key path of eq. (6), leaky average then scaled normalisation, comes in the same three forms:
 ``scaled_leaky_keys_naive``, ``scaled_leaky_keys`` (one autograd node) and ``scaled_leaky_keys_step``.
@@ -38,10 +38,15 @@ def leaky_average_naive(x: Tensor, beta: Tensor, state: Tensor | None = None) ->
     return torch.stack(out, dim=2), h
 
 
+def step_decay(beta: Tensor, dtype: torch.dtype) -> Tensor:
+    """The step form's per-head decay λ_h = exp(-β_h), shaped (1, H, 1) to broadcast over a state (B, H, D)."""
+    return torch.exp(-beta).view(1, -1, 1).to(dtype)
+
+
 def key_constants(beta: Tensor, log_scale: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """The step forms' per-head decay λ_h = exp(-β_h), shaped (1, H, 1), and key scale exp(log_scale_h), shaped
-    (1, H, 1, 1). A streaming layer keeps them instead of deriving them from the parameters for every token."""
-    return torch.exp(-beta).view(1, -1, 1).to(dtype), head_scale(log_scale, dtype)
+    """The key path's step-form constants: the decay λ_h and the key scale exp(log_scale_h), shaped (1, H, 1, 1). A
+    streaming layer keeps them instead of deriving them from the parameters for every token."""
+    return step_decay(beta, dtype), head_scale(log_scale, dtype)
 
 
 def leaky_average_step(x: Tensor, decay: Tensor, state: Tensor | None = None) -> Tensor:
@@ -177,7 +182,7 @@ def leaky_average(
     authors' code builds one per layer).
     """
     if x.shape[2] == 1:  # streaming one token: the recurrence itself is cheapest
-        out = leaky_average_step(x[:, :, 0], torch.exp(-beta).view(1, -1, 1).to(x.dtype), state)
+        out = leaky_average_step(x[:, :, 0], step_decay(beta, x.dtype), state)
         return out.unsqueeze(2), out
     out = _LeakyAverage.apply(x, beta, state, chunk_size)
     return out, out[:, :, -1]

@@ -2,8 +2,8 @@
 
 ``peek_values_naive`` is the composition of tensor operations (reference); ``peek_values`` is the training form: one
 autograd node that keeps only u and the norms (the values themselves are kept by the retrieval), instead of the four
-activations autograd would keep; ``combine`` is the step form, where u_{t+1} is the next token's projection, with the
-per-head constants of ``value_constants``.
+activations autograd would keep; ``peek_values_step`` is the streaming form, where u_{t+1} is the next token's
+projection, with the per-head constants of ``value_constants``.
 The last position has no successor and takes u_T = 0; a look-ahead ≥ 1 never reads its value.
 """
 
@@ -26,13 +26,13 @@ def value_constants(coef: Tensor, log_scale: Tensor, dtype: torch.dtype) -> tupl
     return coef.view(1, -1, 1, 1).to(dtype), head_scale(log_scale, dtype)
 
 
-def combine(u_next: Tensor, u_now: Tensor, c: Tensor, scale: Tensor) -> Tensor:
+def peek_values_step(u_next: Tensor, u_now: Tensor, c: Tensor, scale: Tensor) -> Tensor:
     """Values from the projections of the next and the current tokens; ``c`` and ``scale`` from ``value_constants``."""
     return scaled_norm(torch.addcmul(u_now * c, u_next, 1 - c), scale)[0]
 
 
 def peek_values_naive(u: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
-    return combine(_shift_up(u), u, *value_constants(coef, log_scale, u.dtype))
+    return peek_values_step(_shift_up(u), u, *value_constants(coef, log_scale, u.dtype))
 
 
 class _PeekValues(torch.autograd.Function):
