@@ -4,18 +4,34 @@ import torch
 from memory_mosaics.ops.peek import peek_values, peek_values_naive, peek_values_step, value_constants
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 2, 4), (2, 4, 33, 8)])
-def test_training_form_matches_the_composition_in_outputs_and_gradients(shape):
+def _inputs(shape):
     u = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     coef = torch.rand(shape[1], dtype=torch.float64, requires_grad=True)
     log_scale = torch.randn(shape[1], dtype=torch.float64, requires_grad=True)
-    v, v_ref = peek_values(u, coef, log_scale), peek_values_naive(u, coef, log_scale)
+    return u, coef, log_scale
+
+
+def _assert_same_outputs_and_gradients(v, v_ref, inputs):
     torch.testing.assert_close(v, v_ref)
     w = torch.randn_like(v)
-    g = torch.autograd.grad((v * w).sum(), (u, coef, log_scale))
-    g_ref = torch.autograd.grad((v_ref * w).sum(), (u, coef, log_scale))
+    g = torch.autograd.grad((v * w).sum(), inputs)
+    g_ref = torch.autograd.grad((v_ref * w).sum(), inputs)
     for a, b in zip(g, g_ref, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 2, 4), (2, 4, 33, 8)])
+def test_training_form_matches_the_composition_in_outputs_and_gradients(shape):
+    inputs = _inputs(shape)
+    _assert_same_outputs_and_gradients(peek_values(*inputs), peek_values_naive(*inputs), inputs)
+
+
+def test_step_form_matches_the_composition_in_outputs_and_gradients():
+    inputs = u, coef, log_scale = _inputs((2, 3, 6, 4))
+    constants = value_constants(coef, log_scale, u.dtype)
+    v = torch.cat([peek_values_step(u[:, :, t + 1 : t + 2], u[:, :, t : t + 1], *constants) for t in range(5)], dim=2)
+    v_ref = peek_values_naive(*inputs)[:, :, :-1]  # the last value waits for the next token
+    _assert_same_outputs_and_gradients(v, v_ref, inputs)
 
 
 def test_value_t_peeks_at_t_plus_one_only():
@@ -27,18 +43,3 @@ def test_value_t_peeks_at_t_plus_one_only():
     v2 = peek_values(u2, coef, log_scale)
     torch.testing.assert_close(v2[:, :, :3], v[:, :, :3])
     assert not torch.allclose(v2[:, :, 3], v[:, :, 3])
-
-
-def test_step_form_matches_the_composition_in_outputs_and_gradients():
-    u = torch.randn(2, 3, 6, 4, dtype=torch.float64, requires_grad=True)
-    coef = torch.rand(3, dtype=torch.float64, requires_grad=True)
-    log_scale = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    v_ref = peek_values_naive(u, coef, log_scale)[:, :, :-1]  # the last value waits for the next token
-    constants = value_constants(coef, log_scale, u.dtype)
-    v = torch.cat([peek_values_step(u[:, :, t + 1 : t + 2], u[:, :, t : t + 1], *constants) for t in range(5)], dim=2)
-    torch.testing.assert_close(v, v_ref)
-    w = torch.randn_like(v)
-    g = torch.autograd.grad((v * w).sum(), (u, coef, log_scale))
-    g_ref = torch.autograd.grad((v_ref * w).sum(), (u, coef, log_scale))
-    for a, b in zip(g, g_ref, strict=True):
-        torch.testing.assert_close(a, b)
