@@ -30,7 +30,7 @@ def run(script: str, *args: str) -> dict:
         ),
         (
             "streaming.py",
-            [*TINY, "--new-tokens", "4", "--prompt", "4", "--layers", "1", "--vocab", "64"],
+            [*TINY, "--new-tokens", "4", "--prompt", "4", "--layers", "1", "--vocab", "64", "--repeats", "2"],
             "results",
         ),
     ],
