@@ -52,10 +52,12 @@ def test_first_positions_see_an_empty_memory():
         assert out[:, :, s:].abs().min() > 0
 
 
-def test_step_form_against_the_stored_pairs_in_outputs_and_gradients():
-    _, k, v = _qkv(T=12)
+@pytest.mark.parametrize("T", [2, 5, 12])
+@pytest.mark.parametrize("D", [1, 8])
+def test_step_form_against_the_stored_pairs_in_outputs_and_gradients(T, D):
+    _, k, v = _qkv(T=T, D=D)
     ref = retrieval_naive(k, k, v, 1)
-    out = torch.cat([retrieval_step(k[:, :, t : t + 1], k[:, :, :t], v[:, :, :t]) for t in range(12)], dim=2)
+    out = torch.cat([retrieval_step(k[:, :, t : t + 1], k[:, :, :t], v[:, :, :t]) for t in range(T)], dim=2)
     torch.testing.assert_close(out, ref)
     w = torch.randn_like(out)
     g = torch.autograd.grad((out * w).sum(), (k, v))
