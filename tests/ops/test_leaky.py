@@ -65,27 +65,6 @@ def test_step_form_streams_the_recurrence(shape):
         torch.testing.assert_close(state, ref[:, :, t])
 
 
-@pytest.mark.parametrize("shape", SHAPES[:3])
-@pytest.mark.parametrize("with_state", [False, True])
-def test_step_form_of_the_keys_streams_the_composition_in_outputs_and_gradients(shape, with_state):
-    x, beta, state = _inputs(shape, with_state)
-    log_scale = torch.linspace(-0.5, 3.0, shape[1], dtype=torch.float64).requires_grad_()
-    k_ref, last_ref = scaled_leaky_keys_naive(x, beta, log_scale, state)
-    constants, last, keys = key_constants(beta, log_scale, x.dtype), state, []
-    for t in range(x.shape[2]):
-        k, last = scaled_leaky_keys_step(x[:, :, t : t + 1], *constants, last)
-        keys.append(k)
-    k = torch.cat(keys, dim=2)
-    torch.testing.assert_close(k, k_ref)
-    torch.testing.assert_close(last, last_ref)
-    w, w_last = torch.randn_like(k), torch.randn_like(last)
-    inputs = [t for t in (x, beta, log_scale, state) if t is not None]
-    g = torch.autograd.grad((k * w).sum() + (last * w_last).sum(), inputs, materialize_grads=True)
-    g_ref = torch.autograd.grad((k_ref * w).sum() + (last_ref * w_last).sum(), inputs, materialize_grads=True)
-    for a, b in zip(g, g_ref, strict=True):
-        torch.testing.assert_close(a, b)
-
-
 def test_chunks_of_a_stream_equal_one_pass():
     x, beta, _ = _inputs((2, 3, 50, 4), False)
     full, _ = leaky_average(x, beta)
@@ -102,21 +81,39 @@ def test_large_decay_rates_stay_finite():
     torch.testing.assert_close(out[:, 0], x[:, 0].cumsum(1), rtol=1e-4, atol=1e-4)  # λ = 1: running sum
 
 
+def _key_inputs(shape, with_state):
+    x, beta, state = _inputs(shape, with_state)
+    return x, beta, torch.linspace(-0.5, 3.0, shape[1], dtype=torch.float64).requires_grad_(), state
+
+
+def _assert_same_keys(out, ref, inputs):
+    """Keys and last leaky states equal, and so are the gradients of both with respect to every input."""
+    for a, b in zip(out, ref, strict=True):
+        torch.testing.assert_close(a, b)
+    inputs = [t for t in inputs if t is not None]
+    (k, last), (k_ref, last_ref), w, w_last = out, ref, torch.randn_like(out[0]), torch.randn_like(out[1])
+    g = torch.autograd.grad((k * w).sum() + (last * w_last).sum(), inputs, materialize_grads=True)
+    g_ref = torch.autograd.grad((k_ref * w).sum() + (last_ref * w_last).sum(), inputs, materialize_grads=True)
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("with_state", [False, True])
 def test_scaled_keys_match_the_composition_in_outputs_and_gradients(shape, with_state):
-    x, beta, state = _inputs(shape, with_state)
-    log_scale = torch.linspace(-0.5, 3.0, shape[1], dtype=torch.float64).requires_grad_()
-    k_ref, last_ref = scaled_leaky_keys_naive(x, beta, log_scale, state)
-    k, last = scaled_leaky_keys(x, beta, log_scale, state)
-    torch.testing.assert_close(k, k_ref)
-    torch.testing.assert_close(last, last_ref)
-    w, w_last = torch.randn_like(k), torch.randn_like(last)
-    inputs = [t for t in (x, beta, log_scale, state) if t is not None]
-    g_ref = torch.autograd.grad((k_ref * w).sum() + (last_ref * w_last).sum(), inputs, materialize_grads=True)
-    g = torch.autograd.grad((k * w).sum() + (last * w_last).sum(), inputs, materialize_grads=True)
-    for a, b in zip(g, g_ref, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
+    inputs = _key_inputs(shape, with_state)
+    _assert_same_keys(scaled_leaky_keys(*inputs), scaled_leaky_keys_naive(*inputs), inputs)
+
+
+@pytest.mark.parametrize("shape", SHAPES[:3])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_step_form_of_the_keys_streams_the_composition_in_outputs_and_gradients(shape, with_state):
+    inputs = x, beta, log_scale, state = _key_inputs(shape, with_state)
+    constants, last, keys = key_constants(beta, log_scale, x.dtype), state, []
+    for t in range(x.shape[2]):
+        k, last = scaled_leaky_keys_step(x[:, :, t : t + 1], *constants, last)
+        keys.append(k)
+    _assert_same_keys((torch.cat(keys, dim=2), last), scaled_leaky_keys_naive(*inputs), inputs)
 
 
 def test_scaled_keys_of_a_zero_input_have_finite_gradients():
