@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -53,3 +55,5 @@ def test_param_cache_rebuilds_for_changed_parameters_and_dtypes_and_keeps_nothin
         assert len(built) == 4
     out = cache.get(layer, torch.float64, make)
     assert len(built) == 5 and out.requires_grad  # autograd on: built afresh, in the graph
+    with torch.no_grad():
+        assert copy.deepcopy(cache).get(layer, torch.float64, lambda: "rebuilt") == "rebuilt"  # a copy starts empty

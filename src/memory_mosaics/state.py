@@ -58,10 +58,13 @@ class ParamCache:
     to the next under ``torch.no_grad``: one entry per module, rebuilt when the dtype or any of the module's own
     parameters changes, in place (its version counter: an optimiser step, ``load_state_dict``) or by a replaced
     ``.data`` (its storage). With autograd on it keeps nothing, so gradients reach the parameters. The entries do not
-    depend on the batch, so ``reorder`` keeps them."""
+    depend on the batch, so ``reorder`` keeps them; a deep copy of a state starts empty (it would copy the modules)."""
 
     def __init__(self) -> None:
         self._entries: dict[int, tuple[nn.Module, tuple, object]] = {}
+
+    def __deepcopy__(self, memo: dict) -> ParamCache:
+        return ParamCache()
 
     def get(self, module: nn.Module, dtype: torch.dtype, make: Callable[[], T]) -> T:
         if torch.is_grad_enabled():
