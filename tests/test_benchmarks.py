@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end at a tiny shape and print the JSON they promise (no speed is asserted)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,25 @@ def run(script: str, *args: str) -> dict:
 def test_benchmark_runs_and_prints_json(script: str, args: list[str], key: str) -> None:
     report = run(script, *args)
     assert key in report
+
+
+def test_documented_benchmark_commands_use_real_flags() -> None:
+    """Every ``python benchmarks/...`` command in the Markdown files (the commands that made the recorded numbers) runs
+    a script that exists, with flags that script accepts."""
+    root = BENCH.parent
+    docs = [root / "README.md", *sorted((root / "results").rglob("*.md"))]
+    commands = {
+        c for doc in docs for c in re.findall(r"`(?:PYTHONPATH=\S+ )?python (benchmarks/[^`]*)`", doc.read_text())
+    }
+    assert len(commands) >= 5
+    flags: dict[str, set[str]] = {}
+    for command in commands:
+        script, *args = command.split()
+        assert (root / script).is_file(), f"documented command runs a missing script: {command}"
+        if script not in flags:
+            help_text = subprocess.run(
+                [sys.executable, str(root / script), "--help"], capture_output=True, text=True, check=True
+            ).stdout
+            flags[script] = set(re.findall(r"--[\w-]+", help_text))
+        unknown = [a for a in args if a.startswith("--") and a not in flags[script]]
+        assert not unknown, f"`python {command}` uses flags that {script} does not have: {unknown}"
