@@ -78,10 +78,15 @@ def test_gpt2_from_cache_and_from_files(tmp_path: Path) -> None:
 
 
 def test_gpt2_refuses_wrong_files(tmp_path: Path) -> None:
-    d = _gpt2_dir()
-    shutil.copy(d / "vocab.bpe", tmp_path / "vocab.bpe")
+    """Needs no real GPT-2 files: each file is hash-checked before tiktoken reads it."""
     (tmp_path / "encoder.json").write_text("{}")
+    (tmp_path / "vocab.bpe").write_text("#version: 0.2\n")
     with pytest.raises(TokenizerError, match=r"encoder.json is not the genuine GPT-2 file"):
         GPT2Tokenizer(tmp_path)
+    d = find_gpt2_dir()
+    if d is not None and (d / "encoder.json").is_file():  # a genuine encoder.json: then vocab.bpe is checked too
+        shutil.copy(d / "encoder.json", tmp_path / "encoder.json")
+        with pytest.raises(TokenizerError, match=r"vocab.bpe is not the genuine GPT-2 file"):
+            GPT2Tokenizer(tmp_path)
     with pytest.raises(TokenizerError, match=r"does not exist"):
         GPT2Tokenizer(tmp_path / "nowhere")
