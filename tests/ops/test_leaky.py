@@ -26,32 +26,18 @@ def _inputs(shape, with_state):
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("chunk", [1, 4, 16, 64])
 @pytest.mark.parametrize("with_state", [False, True])
-def test_parallel_matches_naive_outputs_and_gradients(shape, chunk, with_state):
-    x, beta, state = _inputs(shape, with_state)
-    out_ref, last_ref = leaky_average_naive(x, beta, state)
-    out, last = leaky_average(x, beta, state, chunk_size=chunk)
-    torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(last, last_ref, rtol=1e-10, atol=1e-10)
-    w = torch.randn_like(out)
-    inputs = [t for t in (x, beta, state) if t is not None]
-    g_ref = torch.autograd.grad((out_ref * w).sum() + last_ref.sum(), inputs, materialize_grads=True)
-    g = torch.autograd.grad((out * w).sum() + last.sum(), inputs, materialize_grads=True)
-    for a, b in zip(g, g_ref, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+def test_parallel_matches_naive_outputs_and_gradients(shape, chunk, with_state, assert_same_outputs_and_gradients):
+    inputs = x, beta, state = _inputs(shape, with_state)
+    out, ref = leaky_average(x, beta, state, chunk_size=chunk), leaky_average_naive(x, beta, state)
+    assert_same_outputs_and_gradients(out, ref, inputs, tol=1e-10, grad_tol=1e-9, materialize=True)
 
 
 @pytest.mark.parametrize("with_state", [False, True])
-def test_many_chunks_carry_their_boundary_states_by_the_scan_itself(with_state):
+def test_many_chunks_carry_their_boundary_states_by_the_scan_itself(with_state, assert_same_outputs_and_gradients):
     """1,250 chunks: the boundary states recurse instead of forming a (1250 × 1250) matrix."""
-    x, beta, state = _inputs((1, 2, 5000, 3), with_state)
-    out_ref, _ = leaky_average_naive(x, beta, state)
-    out, _ = leaky_average(x, beta, state, chunk_size=4)
-    torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-10)
-    w = torch.randn_like(out)
-    inputs = [t for t in (x, beta, state) if t is not None]
-    g, g_ref = (torch.autograd.grad((y * w).sum(), inputs) for y in (out, out_ref))
-    for a, b in zip(g, g_ref, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    inputs = x, beta, state = _inputs((1, 2, 5000, 3), with_state)
+    out, ref = leaky_average(x, beta, state, chunk_size=4)[0], leaky_average_naive(x, beta, state)[0]
+    assert_same_outputs_and_gradients(out, ref, inputs, tol=1e-10, grad_tol=1e-9)
 
 
 @pytest.mark.parametrize("shape", SHAPES[1:3])
@@ -86,34 +72,28 @@ def _key_inputs(shape, with_state):
     return x, beta, torch.linspace(-0.5, 3.0, shape[1], dtype=torch.float64).requires_grad_(), state
 
 
-def _assert_same_keys(out, ref, inputs):
-    """Keys and last leaky states equal, and so are the gradients of both with respect to every input."""
-    for a, b in zip(out, ref, strict=True):
-        torch.testing.assert_close(a, b)
-    inputs = [t for t in inputs if t is not None]
-    (k, last), (k_ref, last_ref), w, w_last = out, ref, torch.randn_like(out[0]), torch.randn_like(out[1])
-    g = torch.autograd.grad((k * w).sum() + (last * w_last).sum(), inputs, materialize_grads=True)
-    g_ref = torch.autograd.grad((k_ref * w).sum() + (last_ref * w_last).sum(), inputs, materialize_grads=True)
-    for a, b in zip(g, g_ref, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
-
-
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("with_state", [False, True])
-def test_scaled_keys_match_the_composition_in_outputs_and_gradients(shape, with_state):
+def test_scaled_keys_match_the_composition_in_outputs_and_gradients(
+    shape, with_state, assert_same_outputs_and_gradients
+):
     inputs = _key_inputs(shape, with_state)
-    _assert_same_keys(scaled_leaky_keys(*inputs), scaled_leaky_keys_naive(*inputs), inputs)
+    out, ref = scaled_leaky_keys(*inputs), scaled_leaky_keys_naive(*inputs)
+    assert_same_outputs_and_gradients(out, ref, inputs, grad_tol=1e-8, materialize=True)
 
 
 @pytest.mark.parametrize("shape", SHAPES[:3])
 @pytest.mark.parametrize("with_state", [False, True])
-def test_step_form_of_the_keys_streams_the_composition_in_outputs_and_gradients(shape, with_state):
+def test_step_form_of_the_keys_streams_the_composition_in_outputs_and_gradients(
+    shape, with_state, assert_same_outputs_and_gradients
+):
     inputs = x, beta, log_scale, state = _key_inputs(shape, with_state)
     constants, last, keys = key_constants(beta, log_scale, x.dtype), state, []
     for t in range(x.shape[2]):
         k, last = scaled_leaky_keys_step(x[:, :, t : t + 1], *constants, last)
         keys.append(k)
-    _assert_same_keys((torch.cat(keys, dim=2), last), scaled_leaky_keys_naive(*inputs), inputs)
+    out, ref = (torch.cat(keys, dim=2), last), scaled_leaky_keys_naive(*inputs)
+    assert_same_outputs_and_gradients(out, ref, inputs, grad_tol=1e-8, materialize=True)
 
 
 def test_scaled_keys_of_a_zero_input_have_finite_gradients():
