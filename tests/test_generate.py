@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from memory_mosaics.generate import beam_search, generate, sample_next
+from memory_mosaics.generate import beam_search, check_sampling, generate, sample_next
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
 
 SHAPE = dict(vocab_size=40, block_size=12, n_layer=2, n_head=2, n_embd=16)
@@ -91,3 +91,40 @@ def test_beam_of_width_one_is_greedy(model):
 def test_empty_prompt_is_refused(model):
     with pytest.raises(ValueError, match="non-empty"):
         generate(model, torch.zeros(1, 0, dtype=torch.long), 3)
+
+
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        (dict(temperature=-1.0), "temperature"),
+        (dict(top_k=0), "top_k"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(top_p=1.5), "top_p"),
+    ],
+)
+def test_meaningless_sampling_settings_are_refused(settings, match):
+    with pytest.raises(ValueError, match=match):
+        check_sampling(**{"temperature": 1.0, **settings})
+    with pytest.raises(ValueError, match=match):
+        sample_next(torch.zeros(1, 4), **settings)
+    m = _models()["mosaic"]
+    with pytest.raises(ValueError, match=match):
+        generate(m, torch.zeros(1, 3, dtype=torch.long), 2, **settings)
+
+
+def test_prompt_outside_the_vocabulary_is_refused(model):
+    for bad in (SHAPE["vocab_size"], -1):
+        with pytest.raises(ValueError, match=f"token id {bad} is outside"):
+            generate(model, torch.tensor([[1, bad, 2]]), 2)
+        with pytest.raises(ValueError, match=f"token id {bad} is outside"):
+            beam_search(model, torch.tensor([[1, bad, 2]]), 2)
+
+
+def test_token_counts(model):
+    prompt = torch.randint(0, 40, (2, 3))
+    assert torch.equal(generate(model, prompt, 0), prompt)
+    assert torch.equal(beam_search(model, prompt, 0), prompt)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate(model, prompt, -1)
+    with pytest.raises(ValueError, match="num_beams"):
+        beam_search(model, prompt, 3, num_beams=0)

@@ -13,6 +13,16 @@ from memory_mosaics.models.base import LanguageModel
 from memory_mosaics.state import ModelState
 
 
+def check_sampling(temperature: float, top_k: int | None = None, top_p: float | None = None) -> None:
+    """Refuse sampling settings that mean nothing (callers check before any work is done)."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 (None: no top-k filter), got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (None: no nucleus filter), got {top_p}")
+
+
 def sample_next(
     logits: Tensor,
     temperature: float = 1.0,
@@ -20,8 +30,10 @@ def sample_next(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Sample one token per row of ``logits`` (B, V): temperature, then top-k, then nucleus (top-p) filtering."""
-    if temperature <= 0:
+    """Sample one token per row of ``logits`` (B, V): temperature (0: the most likely token), then top-k, then nucleus
+    (top-p) filtering."""
+    check_sampling(temperature, top_k, top_p)
+    if temperature == 0:
         return logits.argmax(-1)
     logits = logits.float() / temperature
     if top_k is not None:
@@ -35,9 +47,17 @@ def sample_next(
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
-def _check_prompt(idx: Tensor) -> None:
+def _check_request(model: LanguageModel, idx: Tensor, max_new_tokens: int) -> None:
+    """Refuse a prompt the model cannot read, once per call (the forward pass does not check token ids: that would
+    cost a device synchronisation per training step)."""
     if idx.dim() != 2 or idx.shape[1] == 0:
         raise ValueError(f"idx must be a non-empty (batch, time) tensor of token ids, got shape {tuple(idx.shape)}")
+    vocab = model.config.vocab_size
+    low, high = idx.min().item(), idx.max().item()
+    if low < 0 or high >= vocab:
+        raise ValueError(f"prompt token id {low if low < 0 else high} is outside the model's vocabulary [0, {vocab})")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
 
 
 class _Stream:
@@ -83,7 +103,10 @@ def generate(
 ) -> Tensor:
     """Continue the prompts ``idx`` (B, T); returns prompt + continuation (B, T + n). Rows that produced
     ``eos_token`` are padded with it. ``seed`` makes sampling reproducible."""
-    _check_prompt(idx)
+    _check_request(model, idx, max_new_tokens)
+    check_sampling(temperature, top_k, top_p)
+    if max_new_tokens == 0:
+        return idx
     gen = None
     if seed is not None:
         gen = torch.Generator(device=idx.device).manual_seed(seed)
@@ -113,7 +136,11 @@ def beam_search(
     """Beam search (the paper's qualitative evaluation uses width 2). Each prompt row keeps ``num_beams`` hypotheses in
     one batch; the memory state is reordered along with the beams. Returns the best hypothesis per prompt; finished
     hypotheses (ending in ``eos_token``) are scored by log-probability / length**length_penalty."""
-    _check_prompt(idx)
+    _check_request(model, idx, max_new_tokens)
+    if num_beams < 1:
+        raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+    if max_new_tokens == 0:
+        return idx
     B, T0 = idx.shape
     K = num_beams
     stream = _Stream(model, idx.repeat_interleave(K, dim=0))

@@ -49,6 +49,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse decoding settings that mean nothing before the checkpoint is loaded."""
+    from memory_mosaics.generate import check_sampling
+
+    if args.max_new_tokens < 0:
+        raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    if args.mode == "beam" and args.beams < 1:
+        raise ValueError(f"--beams must be >= 1, got {args.beams}")
+    if args.mode == "sample":
+        check_sampling(args.temperature, args.top_k, args.top_p)
+
+
 def complete(model: Any, tokenizer: Any, prompt: str, args: argparse.Namespace) -> str:
     from memory_mosaics.generate import beam_search, generate
 
@@ -105,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from memory_mosaics.train.evaluate import load_checkpoint, load_tokenizer_for
 
     try:
+        check_arguments(args)
         rows = read_prompts(args)
         ckpt, model, meta = load_checkpoint(args.checkpoint, args.device)
         tokenizer = load_tokenizer_for(ckpt, meta, args.tokenizer)

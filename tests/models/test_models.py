@@ -97,10 +97,12 @@ def test_bad_configurations_raise_clear_errors(make, match):
         make()
 
 
-def test_bad_input_shape(tiny):
-    m = MemoryMosaic(MosaicConfig(**tiny))
+@pytest.mark.parametrize("shape", [(5,), (2, 0)], ids=["one-dimensional", "no-tokens"])
+@pytest.mark.parametrize("kind", ["mosaic", "gpt"])
+def test_bad_input_shape(tiny, kind, shape):
+    m = MemoryMosaic(MosaicConfig(**tiny)) if kind == "mosaic" else GPT(GPTConfig(**tiny))
     with pytest.raises(ValueError, match="batch, time"):
-        m(torch.zeros(5, dtype=torch.long))
+        m(torch.zeros(shape, dtype=torch.long))
 
 
 def test_accounting(tiny):

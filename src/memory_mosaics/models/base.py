@@ -94,8 +94,8 @@ class LanguageModel(nn.Module):
         With a ``state``, ``idx`` continues the sequence the state has seen (a prompt chunk or a single token) and the
         state is updated in place; the logits equal those of one forward over the whole sequence.
         """
-        if idx.dim() != 2:
-            raise ValueError(f"idx must be (batch, time) token ids, got shape {tuple(idx.shape)}")
+        if idx.dim() != 2 or idx.shape[1] == 0:
+            raise ValueError(f"idx must be (batch, time) token ids with time >= 1, got shape {tuple(idx.shape)}")
         position = 0 if state is None else state.position
         if self.max_context is not None and position + idx.shape[1] > self.max_context:
             raise ValueError(
