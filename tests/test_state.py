@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
 from memory_mosaics.state import PairStore, ParamCache
 
 
@@ -57,3 +58,23 @@ def test_param_cache_rebuilds_for_changed_parameters_and_dtypes_and_keeps_nothin
     assert len(built) == 5 and out.requires_grad  # autograd on: built afresh, in the graph
     with torch.no_grad():
         assert copy.deepcopy(cache).get(layer, torch.float64, lambda: "rebuilt") == "rebuilt"  # a copy starts empty
+
+
+def _streaming_model(kind: str, n_layer: int = 2) -> nn.Module:
+    shape = dict(vocab_size=20, block_size=16, n_layer=n_layer, n_head=2, n_embd=8)
+    return (MemoryMosaic(MosaicConfig(**shape)) if kind == "mosaic" else GPT(GPTConfig(**shape))).eval()
+
+
+@pytest.mark.parametrize("kind", ["mosaic", "gpt"])
+def test_a_state_continues_only_its_own_model_and_sequences(kind):
+    model, other = _streaming_model(kind), _streaming_model("gpt" if kind == "mosaic" else "mosaic")
+    state = model.init_state()
+    with torch.no_grad():
+        model(torch.randint(0, 20, (2, 5)), state=state)
+        with pytest.raises(ValueError, match="holds 2 sequences but idx has 3 rows"):
+            model(torch.randint(0, 20, (3, 1)), state=state)
+        for stranger in (_streaming_model(kind, n_layer=3), other):
+            with pytest.raises(ValueError, match="init_state"):
+                stranger(torch.randint(0, 20, (2, 1)), state=state)
+        state.reorder(torch.tensor([1, 1, 0]))  # selecting sequences changes the batch
+        assert model(torch.randint(0, 20, (3, 1)), state=state)[0].shape == (3, 1, 20)

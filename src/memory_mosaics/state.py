@@ -123,11 +123,30 @@ class AttentionState(LayerState):
 
 @dataclass
 class ModelState:
-    """The state of a whole model: one entry per stateful layer, and the number of tokens already seen."""
+    """The state of a whole model: one entry per stateful layer, the number of tokens already seen, the kind of model
+    that made it and, once it has seen tokens, the number of sequences it holds."""
 
     layers: list[LayerState]
     position: int = 0
+    model_type: str = ""
+    batch_size: int | None = None
+
+    def check(self, model_type: str, n_layer: int, batch_size: int) -> None:
+        """Refuse to continue with another kind or depth of model, or with another number of sequences."""
+        if (self.model_type, len(self.layers)) != (model_type, n_layer):
+            raise ValueError(
+                f"this state was made by a {self.model_type or 'different'} model of {len(self.layers)} layers, not "
+                f"by this {model_type} of {n_layer}: start it with this model's init_state()"
+            )
+        if self.batch_size is not None and batch_size != self.batch_size:
+            raise ValueError(
+                f"the state holds {self.batch_size} sequences but idx has {batch_size} rows "
+                "(reorder the state to select sequences)"
+            )
+        self.batch_size = batch_size
 
     def reorder(self, index: Tensor) -> None:
         for layer in self.layers:
             layer.reorder(index)
+        if self.batch_size is not None:
+            self.batch_size = index.numel()

@@ -96,7 +96,10 @@ class LanguageModel(nn.Module):
         """
         if idx.dim() != 2 or idx.shape[1] == 0:
             raise ValueError(f"idx must be (batch, time) token ids with time >= 1, got shape {tuple(idx.shape)}")
-        position = 0 if state is None else state.position
+        position = 0
+        if state is not None:
+            state.check(self.model_type, len(self.blocks), idx.shape[0])
+            position = state.position
         if self.max_context is not None and position + idx.shape[1] > self.max_context:
             raise ValueError(
                 f"sequence of {position + idx.shape[1]} tokens is longer than this model's {self.max_context} "

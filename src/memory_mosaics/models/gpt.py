@@ -133,4 +133,4 @@ class GPT(LanguageModel):
         return self.drop(x)
 
     def init_state(self) -> ModelState:
-        return ModelState([AttentionState() for _ in self.blocks])
+        return ModelState([AttentionState() for _ in self.blocks], model_type=self.model_type)

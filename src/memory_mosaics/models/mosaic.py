@@ -72,7 +72,7 @@ class MemoryMosaic(LanguageModel):
         return self.drop(self.wte(idx))  # no position encoding
 
     def init_state(self) -> ModelState:
-        return ModelState([MosaicBlockState() for _ in self.blocks])
+        return ModelState([MosaicBlockState() for _ in self.blocks], model_type=self.model_type)
 
     def _extra_flops_per_token(self, seq_len: int) -> int:
         # each leaky average is a scan of about 4 FLOPs per element (step and carry), forward and backward alike, and
