@@ -41,6 +41,14 @@ def test_load_errors_name_the_problem(tmp_path, tiny):
         load_pretrained(tmp_path / "ck")
 
 
+def test_saving_onto_a_file_is_refused_and_keeps_it(tmp_path, tiny):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    with pytest.raises(NotADirectoryError, match="it is a file"):
+        MemoryMosaic(MosaicConfig(**tiny)).save_pretrained(target)
+    assert target.read_text() == "mine"
+
+
 def test_truncated_weights_are_refused(tmp_path, tiny):
     MemoryMosaic(MosaicConfig(**tiny)).save_pretrained(tmp_path / "ck")
     weights = tmp_path / "ck" / "model.safetensors"

@@ -155,6 +155,8 @@ class LanguageModel(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` into ``directory``; each file is written then renamed, so an
         interrupted save never leaves a half-written file under the final name."""
         directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise NotADirectoryError(f"cannot save a checkpoint into {directory}: it is a file, not a directory")
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / (WEIGHTS_FILE + ".tmp")
         save_model(self, str(tmp))
