@@ -19,6 +19,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import queue
 import resource
 import statistics
 import time
@@ -31,11 +32,14 @@ from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
 KINDS = ("mosaic", "gpt")
 
 
-def build(kind: str, args: argparse.Namespace, context: int) -> torch.nn.Module:
+def build_config(kind: str, args: argparse.Namespace, context: int) -> MosaicConfig | GPTConfig:
     shape = dict(vocab_size=args.vocab, block_size=context, n_layer=args.layers, n_head=args.heads, n_embd=args.d)
-    if kind == "mosaic":
-        return MemoryMosaic(MosaicConfig(**shape))
-    return GPT(GPTConfig(**shape, pos=args.gpt_pos))
+    return MosaicConfig(**shape) if kind == "mosaic" else GPTConfig(**shape, pos=args.gpt_pos)
+
+
+def build(kind: str, args: argparse.Namespace, context: int) -> torch.nn.Module:
+    config = build_config(kind, args, context)
+    return MemoryMosaic(config) if kind == "mosaic" else GPT(config)
 
 
 def rss_mib() -> float:
@@ -119,7 +123,15 @@ def run_isolated(target: Callable, *args: object, env: dict[str, str] | None = N
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    result = q.get()
+    while True:  # a child that dies (out of memory, a crash) puts nothing: waiting on the queue alone would hang
+        try:
+            result = q.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not p.is_alive() and q.empty():
+                code = p.exitcode
+                why = f"killed by signal {-code}, out of memory?" if code is not None and code < 0 else f"exit {code}"
+                raise SystemExit(f"{target.__name__} failed in its own process ({why}); see its output above") from None
     p.join()
     return result
 
@@ -142,6 +154,11 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     args = p.parse_args()
+    for context in args.contexts:  # refuse an impossible shape here, not in a child process
+        try:
+            build_config("mosaic", args, context), build_config("gpt", args, context)
+        except ValueError as e:
+            p.error(f"context {context}: {e}")
     report = {
         "benchmark": "training throughput",
         "config": vars(args),

@@ -61,3 +61,23 @@ def test_documented_benchmark_commands_use_real_flags() -> None:
             flags[script] = set(re.findall(r"--[\w-]+", help_text))
         unknown = [a for a in args if a.startswith("--") and a not in flags[script]]
         assert not unknown, f"`python {command}` uses flags that {script} does not have: {unknown}"
+
+
+def test_throughput_reports_a_dead_measuring_process_instead_of_hanging() -> None:
+    # the child dies of a TypeError before it reports; run apart, so that a regression times out instead of hanging
+    code = (
+        "import os, sys; sys.path.insert(0, sys.argv[1]); import throughput\n"
+        "if __name__ == '__main__': throughput.run_isolated(os._exit, 'not a status')"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(BENCH)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "_exit failed in its own process (exit 1)" in out.stderr
+
+
+def test_throughput_refuses_an_impossible_shape_before_measuring() -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "throughput.py"), "--heads", "3", "--contexts", "16"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "divisible by n_head" in out.stderr
