@@ -73,11 +73,15 @@ def test_throughput_reports_a_dead_measuring_process_instead_of_hanging() -> Non
     assert out.returncode == 1 and "_exit failed in its own process (exit 1)" in out.stderr
 
 
-def test_throughput_refuses_an_impossible_shape_before_measuring() -> None:
-    out = subprocess.run(
-        [sys.executable, str(BENCH / "throughput.py"), "--heads", "3", "--contexts", "16"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 2 and "divisible by n_head" in out.stderr
+@pytest.mark.parametrize(
+    "script, args, message",
+    [
+        ("throughput.py", ["--heads", "3", "--contexts", "16"], "divisible by n_head"),
+        ("throughput.py", ["--steps", "0"], "--steps must be >= 1"),
+        ("streaming.py", ["--new-tokens", "0"], "--new-tokens must be >= 1"),
+        ("layers.py", ["--repeats", "0"], "--repeats must be >= 1"),
+    ],
+)
+def test_benchmarks_refuse_impossible_settings_before_measuring(script: str, args: list[str], message: str) -> None:
+    out = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and message in out.stderr
