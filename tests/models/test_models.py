@@ -1,7 +1,13 @@
+import itertools
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
+
+from .conftest import TINY
 
 
 def test_a_mosaic_block_has_the_weights_of_a_gpt2_block():
@@ -44,6 +50,41 @@ def test_prefill_then_steps_equals_one_forward(model, chunks, tiny):
         outs.append(model(idx[:, t : t + 1], state=state)[0])
     assert (torch.cat(outs, 1) - full).abs().max() <= 1e-4
     assert state.position == 32
+
+
+def _streaming_models() -> dict:
+    """Built once (hypothesis draws many examples per model): look-aheads beyond 1 and averaged banks included."""
+    torch.manual_seed(0)
+    models = {f"mosaic-lookahead{s}": MemoryMosaic(MosaicConfig(**TINY, lookahead=s, pmem_count=s)) for s in (1, 2, 3)}
+    models.update({f"gpt-{p}": GPT(GPTConfig(**TINY, pos=p)) for p in ("learned", "rope", "alibi")})
+    return {name: m.eval() for name, m in models.items()}
+
+
+STREAMING_MODELS = _streaming_models()
+
+
+@st.composite
+def chunkings(draw: st.DrawFn) -> list[int]:
+    """A sequence length up to the training context, cut into chunks at any positions."""
+    T = draw(st.integers(1, TINY["block_size"]))
+    cuts = sorted(draw(st.sets(st.integers(1, T - 1), max_size=6))) if T > 1 else []
+    bounds = [0, *cuts, T]
+    return [b - a for a, b in itertools.pairwise(bounds)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(list(STREAMING_MODELS)), chunks=chunkings(), seed=st.integers(0, 2**16))
+def test_any_chunking_streams_like_one_forward(name, chunks, seed):
+    model = STREAMING_MODELS[name]
+    idx = torch.randint(0, TINY["vocab_size"], (2, sum(chunks)), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        full, _ = model(idx)
+        state, outs, pos = model.init_state(), [], 0
+        for n in chunks:
+            outs.append(model(idx[:, pos : pos + n], state=state)[0])
+            pos += n
+    assert (torch.cat(outs, 1) - full).abs().max() <= 1e-4
+    assert state.position == idx.shape[1]
 
 
 def test_mosaic_streams_beyond_its_training_length(tiny):
