@@ -87,6 +87,20 @@ def test_any_chunking_streams_like_one_forward(name, chunks, seed):
     assert state.position == idx.shape[1]
 
 
+@settings(max_examples=40, deadline=None)
+@given(name=st.sampled_from(list(STREAMING_MODELS)), data=st.data(), seed=st.integers(0, 2**16))
+def test_no_token_changes_an_earlier_logit(name, data, seed):
+    T = data.draw(st.integers(2, TINY["block_size"]))
+    t = data.draw(st.integers(0, T - 2))  # the last position whose logits must not move
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, TINY["vocab_size"], (2, T), generator=g)
+    other = idx.clone()
+    other[:, t + 1 :] = torch.randint(0, TINY["vocab_size"], (2, T - t - 1), generator=g)
+    model = STREAMING_MODELS[name]
+    with torch.no_grad():
+        torch.testing.assert_close(model(other)[0][:, : t + 1], model(idx)[0][:, : t + 1])
+
+
 def test_mosaic_streams_beyond_its_training_length(tiny):
     m = MemoryMosaic(MosaicConfig(**tiny)).eval()
     idx = torch.randint(0, tiny["vocab_size"], (1, 4 * tiny["block_size"]))
