@@ -106,7 +106,7 @@ def generate(
     _check_request(model, idx, max_new_tokens)
     check_sampling(temperature, top_k, top_p)
     if max_new_tokens == 0:
-        return idx
+        return idx.clone()
     gen = None
     if seed is not None:
         gen = torch.Generator(device=idx.device).manual_seed(seed)
@@ -140,7 +140,7 @@ def beam_search(
     if num_beams < 1:
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
     if max_new_tokens == 0:
-        return idx
+        return idx.clone()
     B, T0 = idx.shape
     K = num_beams
     stream = _Stream(model, idx.repeat_interleave(K, dim=0))
