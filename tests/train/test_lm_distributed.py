@@ -28,7 +28,7 @@ def test_two_processes_equal_one(dataset: Path, tmp_path: Path, arch: str) -> No
 
 
 def test_fsdp_two_processes_equal_one_and_resume(dataset: Path, tmp_path: Path) -> None:
-    kw = dict(max_iters=4, eval_interval=2, ckpt_interval=2, micro_batch_size=2)
+    kw = dict(max_iters=4, eval_interval=2, ckpt_interval=2, micro_batch_size=2, threads=1)  # as each process
     one = train(tiny(dataset, tmp_path / "one", **kw))
     spawn_local(2, train, tiny(dataset, tmp_path / "two", fsdp=True, **kw))
     full = read_log(tmp_path / "two")

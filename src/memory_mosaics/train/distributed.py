@@ -10,6 +10,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+INIT_METHOD_ENV = "MOSAIC_DIST_INIT_METHOD"  # a rendezvous other than torchrun's (the local spawner uses a file)
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -48,7 +50,9 @@ def setup(device: str = "auto") -> Dist:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world)
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        init = os.environ.get(INIT_METHOD_ENV)  # None: torchrun's MASTER_ADDR / MASTER_PORT
+        dist.init_process_group(backend=backend, init_method=init, rank=rank, world_size=world)
     return Dist(rank, local_rank, world, dev)
 
 
@@ -83,14 +87,13 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
-def _worker(rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _worker(rank: int, world: int, rendezvous: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     os.environ.update(
         RANK=str(rank),
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(world),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
         OMP_NUM_THREADS="1",
+        **{INIT_METHOD_ENV: rendezvous},
     )
     torch.set_num_threads(1)
     fn(*args)
@@ -98,12 +101,11 @@ def _worker(rank: int, world: int, port: int, fn: Callable[..., Any], args: tupl
 
 def spawn_local(world: int, fn: Callable[..., Any], *args: Any) -> None:
     """Run ``fn(*args)`` in ``world`` local processes as torchrun would (CPU, gloo); for tests and quick checks.
-    ``fn`` must be importable (a module-level function)."""
-    import socket
+    ``fn`` must be importable (a module-level function). The processes meet through a fresh file, not a TCP port: a
+    port probed free can be taken by another program before the first process binds it."""
+    import tempfile
 
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_worker, args=(world, port, fn, args), nprocs=world, join=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_worker, args=(world, f"file://{tmp}/rendezvous", fn, args), nprocs=world, join=True)
