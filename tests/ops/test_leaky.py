@@ -102,3 +102,40 @@ def test_scaled_keys_of_a_zero_input_have_finite_gradients():
     k, _ = scaled_leaky_keys(x, beta, torch.zeros(2, dtype=torch.float64))
     k.sum().backward()
     assert torch.isfinite(x.grad).all() and torch.isfinite(beta.grad).all()
+
+
+def _parallel_keys(x, beta, state=None):
+    return scaled_leaky_keys(x, beta, torch.full_like(beta, 2.0), state)
+
+
+def _naive_keys(x, beta, state=None):
+    return scaled_leaky_keys_naive(x, beta, torch.full_like(beta, 2.0), state)
+
+
+@pytest.mark.parametrize("dtype, unit", [(torch.bfloat16, 2**-8), (torch.float16, 2**-11)])
+@pytest.mark.parametrize("form, naive", [(leaky_average, leaky_average_naive), (_parallel_keys, _naive_keys)])
+def test_half_precision_accumulates_in_fp32(dtype, unit, form, naive):
+    """Outputs and gradients lie within one rounding of the exact results for the rounded inputs, and the state stays in
+    fp32 (rounding every step of the recurrence to bf16 was 6 to 8 times less accurate); so does streaming."""
+    g = torch.Generator().manual_seed(0)
+    x, grad = (torch.randn(2, 4, 300, 16, generator=g).to(dtype) for _ in range(2))
+    beta = torch.tensor([0.05, 0.007, 0.5, 2.0])
+
+    def error(a, b):
+        return ((a.double() - b).norm() / b.norm()).item()
+
+    x64 = x.double().requires_grad_()
+    ref, _ = naive(x64, beta.double())
+    ref.backward(grad.double())
+    xh = x.clone().requires_grad_()
+    out, last = form(xh, beta)
+    out.backward(grad)
+    assert out.dtype == xh.grad.dtype == dtype and last.dtype == torch.float32
+    assert error(out, ref.detach()) < unit and error(xh.grad, x64.grad) < unit
+    with torch.no_grad():  # a prefill, then steps
+        head, state = form(x[:, :, :100], beta)
+        steps = [head]
+        for t in range(100, 300):
+            k, state = form(x[:, :, t : t + 1], beta, state)
+            steps.append(k)
+    assert error(torch.cat(steps, 2), ref.detach()) < unit
