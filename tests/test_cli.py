@@ -32,3 +32,36 @@ def test_induction_command_writes_its_numbers(tmp_path):
     assert main(["induction", "--out", str(tmp_path), "--steps", "5"]) == 0
     record = json.loads((tmp_path / "induction.json").read_text())
     assert set(record["results"]) == {"mosaic", "gpt"} and record["steps"] == 5
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--out"],
+        ["induction", "--out"],
+        ["moons", "--out"],
+        ["regbench", "--out"],
+        ["paper", "report", "--out"],
+        ["convert", "ckpt.pt", "--out"],
+        ["train", "--data", "nowhere", "--out-dir"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(argv, tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    try:
+        code = main([*argv, str(target)])
+    except SystemExit as e:  # argparse refuses it while reading the command line
+        code = e.code
+    assert code == 2 and "is a file, not a folder" in capsys.readouterr().err
+    assert target.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--steps", "0"], "--steps must be >= 1"), (["--occurrences", "1"], "score anything")],
+)
+def test_induction_refuses_an_empty_experiment(flags, message, tmp_path, capsys):
+    assert main(["induction", "--out", str(tmp_path), *flags]) == 2
+    assert message in capsys.readouterr().err

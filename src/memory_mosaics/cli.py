@@ -10,6 +10,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
+from pathlib import Path
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("memory_mosaics.experiments.demo", "the main job: laptop-scale reproduction, one report folder"),
@@ -23,6 +24,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("memory_mosaics.generate_cli", "complete prompts with streaming generation or beam search"),
     "paper": ("memory_mosaics.experiments.language.cli", "the paper's language-model figures and tables"),
 }
+
+
+def out_folder(text: str) -> Path:
+    """argparse type of a folder that a command writes into: a file of that name is refused when the command line is
+    read, not when the results are written (after the work)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file, not a folder")
+    return path
 
 
 def _find(mod: str) -> bool:

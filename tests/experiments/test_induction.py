@@ -18,9 +18,11 @@ def test_batches_place_recurring_bigrams():
             assert len(earlier) and (y[b, earlier] == y[b, t]).all()
 
 
-def test_task_must_fit():
+def test_task_must_fit_and_score_something():
     with pytest.raises(ValueError, match="does not fit"):
         make_batch(TaskConfig(vocab_size=32, seq_len=16, n_pairs=4, occurrences=4), 1, torch.Generator())
+    with pytest.raises(ValueError, match="score anything"):
+        TaskConfig(occurrences=1)
 
 
 def test_one_block_memory_mosaic_is_an_induction_head_and_one_block_gpt_is_not():

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from memory_mosaics.cli import out_folder
+
 HELP = "Convert a checkpoint of the authors' nanoMosaics code (ckpt.pt) into a Memory Mosaic (save_pretrained folder)."
 
 LOG_65535 = math.log(2**16 - 1)  # the authors' key-scale clamp (one released version uses 5.0 instead)
@@ -339,7 +341,9 @@ def convert_checkpoint(
 # ---- CLI -------------------------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="the authors' ckpt.pt (nanoMosaics train.py output)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (config.json, model.safetensors)")
+    parser.add_argument(
+        "--out", type=out_folder, required=True, metavar="DIR", help="output folder (config.json, model.safetensors)"
+    )
     parser.add_argument(
         "--key-scale-max", default="log65535", metavar="K",
         help="the key-scale clamp of the code that trained it: log65535 (default, per the spec) or a number "

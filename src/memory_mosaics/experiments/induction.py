@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from memory_mosaics.cli import out_folder
 from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig
 
 HELP = "Single-block induction head (Section 3): one-block Memory Mosaic versus one-block GPT on recurring bigrams."
@@ -30,13 +31,18 @@ class TaskConfig:
     n_pairs: int = 4  # (trigger, target) bigrams per sequence
     occurrences: int = 4  # times each bigram appears
 
+    def __post_init__(self) -> None:
+        V, T, K, R = self.vocab_size, self.seq_len, self.n_pairs, self.occurrences
+        if K < 1 or R < 2:
+            raise ValueError(f"the task needs >= 1 pair occurring >= 2 times to score anything (got {K} x {R})")
+        if 2 * K * R > T or 2 * K > V:
+            raise ValueError(f"task does not fit: {K} pairs x {R} occurrences in {T} tokens of a {V}-token vocabulary")
+
 
 def make_batch(task: TaskConfig, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     """Tokens (B, T), next-token targets (B, T), and a mask (B, T) of the positions that are scored: a trigger at its
     second or later occurrence, whose next token is its target."""
     B, T, K, R, V = batch_size, task.seq_len, task.n_pairs, task.occurrences, task.vocab_size
-    if 2 * K * R > T or 2 * K > V:
-        raise ValueError(f"task does not fit: {K} pairs x {R} occurrences in {T} tokens of a {V}-token vocabulary")
     seq = torch.empty(B, T + 1, dtype=torch.long)
     scored = torch.zeros(B, T + 1, dtype=torch.bool)
     for b in range(B):
@@ -118,7 +124,7 @@ def run_comparison(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("runs/induction"), help="report folder")
+    p.add_argument("--out", type=out_folder, default="runs/induction", help="report folder")
     p.add_argument("--steps", type=int, default=300, help="training steps for each model")
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation and batches")
     p.add_argument("--vocab-size", type=int, default=TaskConfig.vocab_size)
@@ -128,7 +134,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    task = TaskConfig(args.vocab_size, args.seq_len, args.pairs, args.occurrences)
+    try:
+        if args.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        task = TaskConfig(args.vocab_size, args.seq_len, args.pairs, args.occurrences)
+    except ValueError as e:
+        print(f"mosaic induction: error: {e}", file=sys.stderr)
+        return 2
     results = run_comparison(task, args.steps, args.seed, progress=True)
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"task": asdict(task), "steps": args.steps, "seed": args.seed, "results": results}

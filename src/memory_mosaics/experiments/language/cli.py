@@ -11,6 +11,8 @@ import importlib
 import sys
 from pathlib import Path
 
+from memory_mosaics.cli import out_folder
+
 HELP = "the paper's language-model figures and tables (depth, ood, prompts, attention, extrapolate, report)"
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -27,11 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="paper_command", metavar="FIGURE", required=True)
     for name, (mod, help_) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("--out", default="results/paper_lm", help="output folder (default: results/paper_lm)")
+        p.add_argument(
+            "--out", type=out_folder, default="results/paper_lm", help="output folder (default: results/paper_lm)"
+        )
         importlib.import_module(f"memory_mosaics.experiments.language.{mod}").add_arguments(p)
         p.set_defaults(_module=mod)
     p = sub.add_parser("report", help="join the Markdown sections of --out into README.md")
-    p.add_argument("--out", default="results/paper_lm", help="output folder (default: results/paper_lm)")
+    p.add_argument(
+        "--out", type=out_folder, default="results/paper_lm", help="output folder (default: results/paper_lm)"
+    )
     p.add_argument("--title", default="Memory Mosaics: language-model figures", help="report title")
     p.set_defaults(_module=None)
 

@@ -6,9 +6,10 @@ import argparse
 import json
 import time
 from dataclasses import fields
-from pathlib import Path
 
 import torch
+
+from memory_mosaics.cli import out_folder
 
 from .run import EvalConfig, RunConfig, acceptance, run_all
 from .train import TrainConfig, one_head_config
@@ -18,7 +19,7 @@ HELP = "Three moons (Section 5, Figs. 4, 5, 10): 1-head vs 3-head complex memori
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d, e = TrainConfig(), EvalConfig()
-    parser.add_argument("--out", type=Path, default=Path("runs/moons"), help="report folder (default runs/moons)")
+    parser.add_argument("--out", type=out_folder, default="runs/moons", help="report folder (default runs/moons)")
     parser.add_argument("--seeds", type=int, default=10, help="number of seeds per net (default 10)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
     parser.add_argument("--heads", type=int, nargs="+", default=[1, 3], choices=[1, 3], help="nets to train")

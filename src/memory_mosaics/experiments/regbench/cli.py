@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from memory_mosaics.cli import out_folder
 from memory_mosaics.experiments.regbench.automata import make_iid_split, make_split
 from memory_mosaics.experiments.regbench.metrics import score
 from memory_mosaics.experiments.regbench.ngram import ngram_distributions
@@ -88,7 +89,7 @@ def _h(text: str, key: str) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("runs/regbench"), help="report folder (one sub-folder per run)")
+    p.add_argument("--out", type=out_folder, default="runs/regbench", help="report folder (one sub-folder per run)")
     p.add_argument(
         "--paper",
         action="store_true",
