@@ -131,6 +131,7 @@ def test_half_precision_accumulates_in_fp32(dtype, unit, form, naive):
     out, last = form(xh, beta)
     out.backward(grad)
     assert out.dtype == xh.grad.dtype == dtype and last.dtype == torch.float32
+    assert all(c.dtype == torch.float32 for c in key_constants(beta, torch.zeros_like(beta), dtype))  # not rounded
     assert error(out, ref.detach()) < unit and error(xh.grad, x64.grad) < unit
     with torch.no_grad():  # a prefill, then steps
         head, state = form(x[:, :, :100], beta)

@@ -54,9 +54,10 @@ def step_decay(beta: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def key_constants(beta: Tensor, log_scale: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """The key path's step-form constants: the decay λ_h and the key scale exp(log_scale_h), shaped (1, H, 1, 1). A
-    streaming layer keeps them instead of deriving them from the parameters for every token."""
-    return step_decay(beta, dtype), head_scale(log_scale, dtype)
+    """The key path's step-form constants for inputs of ``dtype``, both in the accumulation dtype: the decay λ_h and the
+    key scale exp(log_scale_h), shaped (1, H, 1, 1). A streaming layer keeps them instead of deriving them from the
+    parameters for every token."""
+    return step_decay(beta, dtype), head_scale(log_scale, accumulation_dtype(dtype))
 
 
 def leaky_average_step(x: Tensor, decay: Tensor, state: Tensor | None = None) -> Tensor:
