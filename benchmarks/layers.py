@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import torch
 
+from memory_mosaics.cli import require_positive
 from memory_mosaics.layers.features import merge_heads
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
 
@@ -51,9 +52,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     args = p.parse_args()
-    for name in ("context", "batch", "repeats"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    require_positive(p, args, ("context", "batch", "repeats"))
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

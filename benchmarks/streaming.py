@@ -18,6 +18,7 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from memory_mosaics.cli import require_positive
 from memory_mosaics.generate import generate
 from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig
 
@@ -75,9 +76,7 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--repeats", type=int, default=5, help="streamed generations per model (median; taken in turn)")
     args = p.parse_args()
-    for name in ("new_tokens", "prompt", "batch", "layers", "repeats"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    require_positive(p, args, ("new_tokens", "prompt", "batch", "layers", "repeats"))
     torch.manual_seed(0)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     total = args.prompt + args.new_tokens

@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import torch
 
+from memory_mosaics.cli import require_positive
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
 
 KINDS = ("mosaic", "gpt")
@@ -154,9 +155,7 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     args = p.parse_args()
-    for name in ("batch", "layers", "steps", "repeats", "memory_steps"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    require_positive(p, args, ("batch", "layers", "steps", "repeats", "memory_steps"))
     for context in args.contexts:  # refuse an impossible shape here, not in a child process
         try:
             build_config("mosaic", args, context), build_config("gpt", args, context)

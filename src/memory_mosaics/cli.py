@@ -35,6 +35,13 @@ def out_folder(text: str) -> Path:
     return path
 
 
+def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """Refuse, by flag name, any of the counts ``names`` (attribute names of ``args``) below 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+
+
 def _find(mod: str) -> bool:
     try:
         return importlib.util.find_spec(mod) is not None

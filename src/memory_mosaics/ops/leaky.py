@@ -158,11 +158,8 @@ def _leaky_backward(
     The recurrence is linear, so dL/dx is the same recurrence run backwards in time: g_x,t = Σ_{t' ≥ t} λ^{t'-t} g_t'.
     Since dk̄_t/dβ = -Σ_{j<t} λ^{t-j} k̄_j (with k̄_{-1} the state), exchanging the sums gives
     dL/dβ = -Σ_j k̄_j · (g_x,j - g_j) - state · λ g_x,0, which needs no second recurrence. ``inplace`` lets the
-    reverse scan overwrite g_out. Runs in the accumulation dtype, which is the dtype of the gradients it returns.
+    reverse scan overwrite g_out. Runs in g_out's dtype: callers give it the accumulation dtype.
     """
-    acc = accumulation_dtype(g_out.dtype)
-    if g_out.dtype != acc:  # a fresh copy in the accumulation dtype, which the reverse scan may overwrite
-        g_out, out, inplace = g_out.to(acc), out.to(acc), True
     prod = g_out * out  # one scratch buffer for both dot products
     dots = -prod.sum(-1, keepdim=True)
     g_x = _scan(g_out, beta, reverse=True, inplace=inplace)
@@ -172,7 +169,7 @@ def _leaky_backward(
     g_beta = -head_sum(dots)
     g_state = None
     if state is not None:
-        g_state = torch.exp(-beta).view(1, -1, 1).to(acc) * g_x[:, :, 0]
+        g_state = torch.exp(-beta).view(1, -1, 1).to(g_x.dtype) * g_x[:, :, 0]
         g_beta = g_beta - head_sum(state * g_state)
         g_state = g_state.to(state.dtype)
     return g_x, g_beta.to(beta.dtype), g_state
@@ -185,17 +182,19 @@ class _LeakyAverage(torch.autograd.Function):
         last = out[:, :, -1].clone()
         out = out.to(x.dtype)
         ctx.save_for_backward(out, beta, state)
-        ctx.x_dtype = x.dtype
         return out, last
 
     @staticmethod
     def backward(ctx, g_out: Tensor, g_last: Tensor | None):
-        out, beta, state = ctx.saved_tensors
-        if g_last is not None:  # the last position also receives the state's gradient (in a copy: autograd owns g_out)
-            g_out = g_out.to(accumulation_dtype(g_out.dtype), copy=True)
+        out, beta, state = ctx.saved_tensors  # out is in x's dtype
+        acc = accumulation_dtype(g_out.dtype)
+        own = g_last is not None or g_out.dtype != acc  # then a copy of our own (autograd owns g_out), to overwrite
+        if own:
+            g_out = g_out.to(acc, copy=True)
+        if g_last is not None:  # the last position also receives the state's gradient
             g_out[:, :, -1] += g_last
-        g_x, g_beta, g_state = _leaky_backward(g_out, out, beta, state, inplace=g_last is not None)
-        return g_x.to(ctx.x_dtype), g_beta, g_state, None
+        g_x, g_beta, g_state = _leaky_backward(g_out, out, beta, state, inplace=own)
+        return g_x.to(out.dtype), g_beta, g_state, None
 
 
 def leaky_average(
@@ -243,19 +242,18 @@ class _ScaledLeakyKeys(torch.autograd.Function):
         k, q = scaled_norm(k_bar, head_scale(log_scale, k_bar.dtype), inplace=True)  # k̄ is rebuilt from k when needed
         k = k.to(x.dtype)
         ctx.save_for_backward(k, q, beta, log_scale, state)
-        ctx.x_dtype = x.dtype
         return k, last
 
     @staticmethod
     def backward(ctx, g_k: Tensor, g_last: Tensor | None):
         k, q, beta, log_scale, state = ctx.saved_tensors
-        k = k.to(q.dtype)  # the accumulation dtype
+        x_dtype, k = k.dtype, k.to(q.dtype)  # k was saved in x's dtype; q is in the accumulation dtype
         scale = head_scale(log_scale, q.dtype)
         g_bar, g_log_scale = scaled_norm_backward(g_k.to(q.dtype), k, q, scale)
         if g_last is not None:
             g_bar[:, :, -1] += g_last
         g_x, g_beta, g_state = _leaky_backward(g_bar, k, beta, state, out_scale=q / scale, inplace=True)
-        return g_x.to(ctx.x_dtype), g_beta, g_log_scale, g_state
+        return g_x.to(x_dtype), g_beta, g_log_scale, g_state
 
 
 def scaled_leaky_keys(x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -25,19 +25,21 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 ORDER = ["depth", "ood", "prompts", "attention", "extrapolate"]  # the report's section order
 
 
+def _add_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out", type=out_folder, default="results/paper_lm", help="output folder (default: results/paper_lm)"
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="paper_command", metavar="FIGURE", required=True)
     for name, (mod, help_) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument(
-            "--out", type=out_folder, default="results/paper_lm", help="output folder (default: results/paper_lm)"
-        )
+        _add_out(p)
         importlib.import_module(f"memory_mosaics.experiments.language.{mod}").add_arguments(p)
         p.set_defaults(_module=mod)
     p = sub.add_parser("report", help="join the Markdown sections of --out into README.md")
-    p.add_argument(
-        "--out", type=out_folder, default="results/paper_lm", help="output folder (default: results/paper_lm)"
-    )
+    _add_out(p)
     p.add_argument("--title", default="Memory Mosaics: language-model figures", help="report title")
     p.set_defaults(_module=None)
 
