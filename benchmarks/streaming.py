@@ -18,7 +18,7 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from memory_mosaics.cli import require_positive
+from memory_mosaics.cli import device_name, require_positive
 from memory_mosaics.generate import generate
 from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig
 
@@ -72,7 +72,7 @@ def main() -> None:
     p.add_argument("--d", type=int, default=256)
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--vocab", type=int, default=4096)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device_name)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--repeats", type=int, default=5, help="streamed generations per model (median; taken in turn)")
     args = p.parse_args()

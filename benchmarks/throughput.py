@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from memory_mosaics.cli import require_positive
+from memory_mosaics.cli import device_name, require_positive
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
 
 KINDS = ("mosaic", "gpt")
@@ -150,7 +150,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2, help="speed runs, each in a fresh process; steps are pooled")
     p.add_argument("--memory-steps", type=int, default=2, help="steps after warm-up in each memory process")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device_name)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")

@@ -65,3 +65,23 @@ def test_an_output_folder_that_is_a_file_is_refused_before_any_work(argv, tmp_pa
 def test_induction_refuses_an_empty_experiment(flags, message, tmp_path, capsys):
     assert main(["induction", "--out", str(tmp_path), *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--data", "nowhere", "--out-dir", "{tmp}/run"],
+        ["eval", "{tmp}/run"],
+        ["generate", "{tmp}/run", "--prompt", "a"],
+        ["regbench", "--out", "{tmp}/run"],
+        ["paper", "ood", "{tmp}/run", "--out", "{tmp}/run"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_an_unknown_device_is_refused_before_any_work(argv, tmp_path, capsys):
+    try:
+        code = main([arg.format(tmp=tmp_path) for arg in argv] + ["--device", "gpu"])
+    except SystemExit as e:  # argparse refuses it while reading the command line
+        code = e.code
+    assert code == 2 and "unknown device 'gpu'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

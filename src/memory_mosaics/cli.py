@@ -35,6 +35,17 @@ def out_folder(text: str) -> Path:
     return path
 
 
+def device_name(text: str) -> str:
+    """argparse type of --device: "auto" or a device this machine has, checked when the command line is read."""
+    from memory_mosaics.train.distributed import pick_device  # imports torch: only when a command parses its flags
+
+    try:
+        pick_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, names: tuple[str, ...]) -> None:
     """Refuse, by flag name, any of the counts ``names`` (attribute names of ``args``) below 1."""
     for name in names:

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from memory_mosaics.cli import device_name
+
 HELP = "complete prompts with a checkpoint (greedy, sampling or beam search; streaming generation)"
 
 
@@ -46,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tokenizer", metavar="DIR", help="prepared dataset whose tokenizer to use (default: the checkpoint's)"
     )
     parser.add_argument("--out", metavar="JSONL", help="write one JSON object per prompt: its fields + completion")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda, cuda:N, mps")
 
 
 def check_arguments(args: argparse.Namespace) -> None:

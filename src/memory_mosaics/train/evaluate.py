@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from memory_mosaics.cli import device_name
 from memory_mosaics.models import LanguageModel, load_pretrained
 from memory_mosaics.train import checkpoint as ckpt_io
 from memory_mosaics.train.batches import default_val_split, eval_starts, open_split, windows
@@ -132,7 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-windows", type=int, default=0, help="evaluate at most this many windows (0 = all)")
     parser.add_argument("--per-position", metavar="CSV", help="write the mean loss at each position (Figure 8)")
     parser.add_argument("--json", metavar="FILE", help="write the result as JSON")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda, cuda:N, mps")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -231,10 +231,10 @@ def evaluate_tokens(
 def train(cfg: TrainConfig, callback: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train as ``cfg`` says; returns {"step", "records", "checkpoint", "interrupted"}. ``callback(step, record)`` is
     called after every optimiser step (for tests and notebooks)."""
+    d = setup(cfg.device)  # first: a device this machine lacks is refused before anything changes
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    d = setup(cfg.device)
     try:
         return _train(cfg, d, callback)
     finally:

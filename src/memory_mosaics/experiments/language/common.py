@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from memory_mosaics.cli import device_name
 from memory_mosaics.experiments.figures import pyplot, save_figure
 from memory_mosaics.models import LanguageModel
 
@@ -84,7 +85,7 @@ def load_checkpoints(specs: list[str], device: str = "cpu") -> list[Checkpoint]:
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("checkpoints", nargs="+", metavar="[LABEL=]CKPT", help=what)
-    parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps")
+    parser.add_argument("--device", default="cpu", type=device_name, help="cpu (default), auto, cuda, cuda:N, mps")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from memory_mosaics.cli import out_folder
+from memory_mosaics.cli import device_name, out_folder
 from memory_mosaics.experiments.regbench.automata import make_iid_split, make_split
 from memory_mosaics.experiments.regbench.metrics import score
 from memory_mosaics.experiments.regbench.ngram import ngram_distributions
@@ -147,7 +147,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-test", type=int, default=500, help="test automata (the reported numbers)")
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation and batch order")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the automata and sequences of every split")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument(
+        "--device", default=None, type=device_name, help="torch device (default: cuda when available, else cpu)"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument(
         "--iid",

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from memory_mosaics.experiments.regbench.automata import IGNORE, VOCAB_SIZE, Split, make_split, pad_batch
 from memory_mosaics.experiments.regbench.metrics import PooledMetrics
 from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig
+from memory_mosaics.train.distributed import pick_device
 
 BLOCK_SIZE = 1024  # longest model input is 948 tokens (spec §2); GPT's learned positions cover it
 # validation metric -> whether a higher value is better; "loss" is the benchmark code's checkpoint rule
@@ -145,7 +146,7 @@ def train_run(
     the test set. With ``out_dir``, writes config.json, history.jsonl, metrics.json and the selected checkpoints
     (safetensors: ``checkpoint`` by loss, ``checkpoint_best_accuracy`` where that is another epoch) there.
     ``device`` defaults to CUDA when available."""
-    device = torch.device(device) if device is not None else default_device()
+    device = pick_device(device) if device is not None else default_device()
     torch.manual_seed(cfg.seed)
     splits = splits or {}
     train = splits.get("train") or make_split("train", cfg.n_train, cfg.data_seed)
