@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from memory_mosaics.cli import require_positive
+from memory_mosaics.cli import positive
 from memory_mosaics.layers.features import merge_heads
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
 
@@ -45,14 +45,13 @@ def time_fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, re
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--context", type=int, default=512)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--context", type=positive, default=512)
+    p.add_argument("--batch", type=positive, default=8)
     p.add_argument("--d", type=int, default=256)
     p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=positive, default=5)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     args = p.parse_args()
-    require_positive(p, args, ("context", "batch", "repeats"))
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -18,7 +18,7 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from memory_mosaics.cli import device_name, require_positive
+from memory_mosaics.cli import device_name, positive
 from memory_mosaics.generate import generate
 from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig
 
@@ -65,18 +65,17 @@ def timed(fn, *args, **kwargs) -> tuple[float, torch.Tensor]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--new-tokens", type=int, default=512)
-    p.add_argument("--prompt", type=int, default=64, help="prompt length")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--new-tokens", type=positive, default=512)
+    p.add_argument("--prompt", type=positive, default=64, help="prompt length")
+    p.add_argument("--batch", type=positive, default=1)
+    p.add_argument("--layers", type=positive, default=4)
     p.add_argument("--d", type=int, default=256)
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--vocab", type=int, default=4096)
     p.add_argument("--device", default="cpu", type=device_name)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--repeats", type=int, default=5, help="streamed generations per model (median; taken in turn)")
+    p.add_argument("--repeats", type=positive, default=5, help="streamed generations per model (median; taken in turn)")
     args = p.parse_args()
-    require_positive(p, args, ("new_tokens", "prompt", "batch", "layers", "repeats"))
     torch.manual_seed(0)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     total = args.prompt + args.new_tokens

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from memory_mosaics.cli import device_name, require_positive
+from memory_mosaics.cli import device_name, positive
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
 
 KINDS = ("mosaic", "gpt")
@@ -140,22 +140,23 @@ def run_isolated(target: Callable, *args: object, env: dict[str, str] | None = N
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--contexts", type=int, nargs="+", default=[512, 2048])
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--batch", type=positive, default=8)
+    p.add_argument("--layers", type=positive, default=4)
     p.add_argument("--d", type=int, default=256)
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--vocab", type=int, default=4096)
     p.add_argument("--gpt-pos", default="learned", help="position encoding of the GPT baseline")
-    p.add_argument("--steps", type=int, default=8, help="timed training steps per model and repeat (taken in turn)")
+    p.add_argument(
+        "--steps", type=positive, default=8, help="timed training steps per model and repeat (taken in turn)"
+    )
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=2, help="speed runs, each in a fresh process; steps are pooled")
-    p.add_argument("--memory-steps", type=int, default=2, help="steps after warm-up in each memory process")
+    p.add_argument("--repeats", type=positive, default=2, help="speed runs, each in a fresh process; steps are pooled")
+    p.add_argument("--memory-steps", type=positive, default=2, help="steps after warm-up in each memory process")
     p.add_argument("--device", default="cpu", type=device_name)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     args = p.parse_args()
-    require_positive(p, args, ("batch", "layers", "steps", "repeats", "memory_steps"))
     for context in args.contexts:  # refuse an impossible shape here, not in a child process
         try:
             build_config("mosaic", args, context), build_config("gpt", args, context)

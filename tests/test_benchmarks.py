@@ -77,9 +77,9 @@ def test_throughput_reports_a_dead_measuring_process_instead_of_hanging() -> Non
     "script, args, message",
     [
         ("throughput.py", ["--heads", "3", "--contexts", "16"], "divisible by n_head"),
-        ("throughput.py", ["--steps", "0"], "--steps must be >= 1"),
-        ("streaming.py", ["--new-tokens", "0"], "--new-tokens must be >= 1"),
-        ("layers.py", ["--repeats", "0"], "--repeats must be >= 1"),
+        ("throughput.py", ["--steps", "0"], "argument --steps: must be >= 1, got 0"),
+        ("streaming.py", ["--new-tokens", "0"], "argument --new-tokens: must be >= 1, got 0"),
+        ("layers.py", ["--repeats", "0"], "argument --repeats: must be >= 1, got 0"),
     ],
 )
 def test_benchmarks_refuse_impossible_settings_before_measuring(script: str, args: list[str], message: str) -> None:

@@ -58,13 +58,34 @@ def test_an_output_folder_that_is_a_file_is_refused_before_any_work(argv, tmp_pa
     assert target.read_text() == "mine"
 
 
+def test_induction_refuses_an_experiment_that_scores_nothing(tmp_path, capsys):
+    assert main(["induction", "--out", str(tmp_path), "--occurrences", "1"]) == 2
+    assert "score anything" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
-    "flags, message",
-    [(["--steps", "0"], "--steps must be >= 1"), (["--occurrences", "1"], "score anything")],
+    "argv, flag",
+    [
+        (["induction", "--out", "{tmp}/out", "--steps", "0"], "--steps"),
+        (["demo", "--out", "{tmp}/out", "--steps", "0"], "--steps"),
+        (["eval", "{tmp}/run", "--batch-size", "0"], "--batch-size"),
+        (["eval", "{tmp}/run", "--max-windows", "-1"], "--max-windows"),
+        (["paper", "ood", "{tmp}/run", "--out", "{tmp}/out", "--batch-size", "0"], "--batch-size"),
+        (["paper", "extrapolate", "{tmp}/run", "--out", "{tmp}/out", "--factors", "1", "0"], "--factors"),
+        (["paper", "attention", "{tmp}/run", "--out", "{tmp}/out", "--recent", "0"], "--recent"),
+        (["moons", "--out", "{tmp}/out", "--seeds", "0"], "--seeds"),
+        (["moons", "--out", "{tmp}/out", "--iters", "0"], "--iters"),
+        (["regbench", "--out", "{tmp}/out", "--n-train", "0"], "--n-train"),
+        (["regbench", "--out", "{tmp}/out", "--batch-size", "0"], "--batch-size"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else " ".join(v[:2]),
 )
-def test_induction_refuses_an_empty_experiment(flags, message, tmp_path, capsys):
-    assert main(["induction", "--out", str(tmp_path), *flags]) == 2
-    assert message in capsys.readouterr().err
+def test_a_count_below_its_minimum_is_refused_before_any_work(argv, flag, tmp_path, capsys):
+    # before, these divided by zero, failed deep inside, or (eval --batch-size -1) printed a loss of 0
+    with pytest.raises(SystemExit) as exit_:
+        main([arg.format(tmp=tmp_path) for arg in argv])
+    assert exit_.value.code == 2 and f"argument {flag}: must be >= " in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(

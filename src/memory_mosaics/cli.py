@@ -10,6 +10,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -46,11 +47,22 @@ def device_name(text: str) -> str:
     return text
 
 
-def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, names: tuple[str, ...]) -> None:
-    """Refuse, by flag name, any of the counts ``names`` (attribute names of ``args``) below 1."""
-    for name in names:
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+def at_least(low: int) -> Callable[[str], int]:
+    """argparse type of an integer flag that must be >= ``low``: a count (1), or 0 where 0 means all, none or the
+    default. A value below is refused when the command line is read; before, some commands divided by zero, crashed
+    deep inside or, worse, printed a meaningless number."""
+
+    def parse(text: str) -> int:
+        value = int(text)  # argparse reports a ValueError as "invalid int value"
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+positive, natural = at_least(1), at_least(0)
 
 
 def _find(mod: str) -> bool:

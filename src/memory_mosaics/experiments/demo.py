@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from memory_mosaics.cli import out_folder
+from memory_mosaics.cli import out_folder, positive
 from memory_mosaics.experiments.figures import pyplot, save_figure
 from memory_mosaics.experiments.induction import TaskConfig, accuracy, build_models, make_batch, train
 from memory_mosaics.generate import generate
@@ -32,7 +32,7 @@ EXPERIMENTS = {
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=out_folder, default="runs/demo", help="report folder")
-    p.add_argument("--steps", type=int, default=300, help="training steps of the induction experiment, per model")
+    p.add_argument("--steps", type=positive, default=300, help="training steps of the induction experiment, per model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip", nargs="*", default=[], choices=sorted(EXPERIMENTS), help="experiments to leave out")
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from memory_mosaics.cli import out_folder
+from memory_mosaics.cli import out_folder, positive
 from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig
 
 HELP = "Single-block induction head (Section 3): one-block Memory Mosaic versus one-block GPT on recurring bigrams."
@@ -125,7 +125,7 @@ def run_comparison(
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=out_folder, default="runs/induction", help="report folder")
-    p.add_argument("--steps", type=int, default=300, help="training steps for each model")
+    p.add_argument("--steps", type=positive, default=300, help="training steps for each model")
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation and batches")
     p.add_argument("--vocab-size", type=int, default=TaskConfig.vocab_size)
     p.add_argument("--seq-len", type=int, default=TaskConfig.seq_len)
@@ -135,8 +135,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        if args.steps < 1:
-            raise ValueError(f"--steps must be >= 1, got {args.steps}")
         task = TaskConfig(args.vocab_size, args.seq_len, args.pairs, args.occurrences)
     except ValueError as e:
         print(f"mosaic induction: error: {e}", file=sys.stderr)

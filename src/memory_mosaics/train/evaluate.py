@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from memory_mosaics.cli import device_name
+from memory_mosaics.cli import device_name, natural, positive
 from memory_mosaics.models import LanguageModel, load_pretrained
 from memory_mosaics.train import checkpoint as ckpt_io
 from memory_mosaics.train.batches import default_val_split, eval_starts, open_split, windows
@@ -128,9 +128,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tokenizer", metavar="DIR", help="prepared dataset whose tokenizer reads --text (default: the checkpoint's)"
     )
-    parser.add_argument("--context", type=int, default=0, help="window length (default: the model's block_size)")
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward")
-    parser.add_argument("--max-windows", type=int, default=0, help="evaluate at most this many windows (0 = all)")
+    parser.add_argument("--context", type=natural, default=0, help="window length (default: the model's block_size)")
+    parser.add_argument("--batch-size", type=positive, default=8, help="windows per forward")
+    parser.add_argument("--max-windows", type=natural, default=0, help="evaluate at most this many windows (0 = all)")
     parser.add_argument("--per-position", metavar="CSV", help="write the mean loss at each position (Figure 8)")
     parser.add_argument("--json", metavar="FILE", help="write the result as JSON")
     parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda, cuda:N, mps")

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from memory_mosaics.cli import natural, positive
 from memory_mosaics.experiments.language.common import (
     Checkpoint,
     add_checkpoint_arguments,
@@ -44,9 +45,9 @@ NAME = "attention"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_checkpoint_arguments(p, "checkpoints or run folders (e.g. 1-block Mosaic, GPT, GPT-RoPE, GPT-ALiBi)")
     add_data_arguments(p)
-    p.add_argument("--extend", type=int, default=3, help="Figure 15 window, in training contexts (0 = skip)")
-    p.add_argument("--block", type=int, default=0, help="the block whose heads are plotted (all are saved)")
-    p.add_argument("--recent", type=int, default=64, help="Figure 16: plot this many most recent positions")
+    p.add_argument("--extend", type=natural, default=3, help="Figure 15 window, in training contexts (0 = skip)")
+    p.add_argument("--block", type=natural, default=0, help="the block whose heads are plotted (all are saved)")
+    p.add_argument("--recent", type=positive, default=64, help="Figure 16: plot this many most recent positions")
 
 
 def last_query_weights(layer: torch.nn.Module, x: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from memory_mosaics.cli import device_name
+from memory_mosaics.cli import device_name, natural, positive
 from memory_mosaics.experiments.figures import pyplot, save_figure
 from memory_mosaics.models import LanguageModel
 
@@ -93,8 +93,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--text", metavar="FILE", help="a .txt (documents separated by <|endoftext|>) or .jsonl file")
     src.add_argument("--data", metavar="DIR", help="a prepared dataset (default: the one each run trained on)")
     parser.add_argument("--split", default="", help="split of --data (default: its validation split)")
-    parser.add_argument("--max-windows", type=int, default=64, help="evaluate at most this many windows (0 = all)")
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward")
+    parser.add_argument("--max-windows", type=natural, default=64, help="evaluate at most this many windows (0 = all)")
+    parser.add_argument("--batch-size", type=positive, default=8, help="windows per forward")
 
 
 def eval_tokens(ck: Checkpoint, args: argparse.Namespace) -> tuple[np.ndarray, str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from memory_mosaics.cli import positive
 from memory_mosaics.experiments.language.common import PAPER, colour, md_table, panel_grid, smooth, write_outputs
 
 NAME = "depth"
@@ -24,8 +25,8 @@ IGNORED_GPT = {"pmem_size", "pmem_count", "persistent"}
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders of `mosaic train` (any depths, both archs)")
-    p.add_argument("--smooth", type=int, default=5, help="moving average over this many logged training losses")
-    p.add_argument("--last", type=int, default=5, help="final training loss: mean of this many last logged values")
+    p.add_argument("--smooth", type=positive, default=5, help="moving average over this many logged training losses")
+    p.add_argument("--last", type=positive, default=5, help="final training loss: mean of this many last logged values")
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from memory_mosaics.cli import natural, positive
 from memory_mosaics.experiments.language.common import (
     add_checkpoint_arguments,
     add_data_arguments,
@@ -34,15 +35,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p, "checkpoints or run folders (Memory Mosaic, GPT-RoPE, GPT-ALiBi), optionally LABEL=PATH"
     )
     add_data_arguments(p)
-    p.add_argument("--factors", type=int, nargs="+", default=[1, 3, 8], help="window lengths, in training contexts")
+    p.add_argument(
+        "--factors", type=positive, nargs="+", default=[1, 3, 8], help="window lengths, in training contexts"
+    )
     p.add_argument(
         "--chunk",
-        type=int,
+        type=natural,
         default=0,
         help="stream windows through the memory state this many tokens at a time "
         "(0 = one forward per window; set it, e.g. to the training context, for long windows on a CPU)",
     )
-    p.add_argument("--smooth", type=int, default=33, help="moving average (positions) for the plot")
+    p.add_argument("--smooth", type=positive, default=33, help="moving average (positions) for the plot")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from memory_mosaics.cli import natural, positive
 from memory_mosaics.experiments.language.common import (
     PAPER,
     add_checkpoint_arguments,
@@ -30,8 +31,8 @@ NAME = "ood"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_checkpoint_arguments(p, "checkpoints or run folders (both architectures), optionally LABEL=PATH")
     add_data_arguments(p)
-    p.add_argument("--context", type=int, default=0, help="window length (default: each model's training context)")
-    p.add_argument("--smooth", type=int, default=9, help="moving average (positions) before finding the crossing")
+    p.add_argument("--context", type=natural, default=0, help="window length (default: each model's training context)")
+    p.add_argument("--smooth", type=positive, default=9, help="moving average (positions) before finding the crossing")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

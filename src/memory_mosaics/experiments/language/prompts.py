@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from memory_mosaics.cli import natural, positive
 from memory_mosaics.experiments.language.common import (
     add_checkpoint_arguments,
     load_checkpoints,
@@ -26,9 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_checkpoint_arguments(p, "checkpoints or run folders, one column each, optionally LABEL=PATH")
     p.add_argument("--prompts", required=True, metavar="JSONL", help="e.g. ../shared/prompts/eldan_li_24.jsonl")
     p.add_argument("--field", default="prompt", help="the prompt's field (default: prompt)")
-    p.add_argument("--beams", type=int, default=2, help="beam width (the paper: 2)")
-    p.add_argument("--max-new-tokens", type=int, default=40)
-    p.add_argument("--limit", type=int, default=0, help="only the first N prompts (0 = all)")
+    p.add_argument("--beams", type=positive, default=2, help="beam width (the paper: 2)")
+    p.add_argument("--max-new-tokens", type=natural, default=40)
+    p.add_argument("--limit", type=natural, default=0, help="only the first N prompts (0 = all)")
     p.add_argument("--name", default=NAME, help="output file stem (e.g. prompts_nb1 for Table 5)")
 
 

@@ -9,7 +9,7 @@ from dataclasses import fields
 
 import torch
 
-from memory_mosaics.cli import out_folder
+from memory_mosaics.cli import natural, out_folder, positive
 
 from .run import EvalConfig, RunConfig, acceptance, run_all
 from .train import TrainConfig, one_head_config
@@ -20,16 +20,18 @@ HELP = "Three moons (Section 5, Figs. 4, 5, 10): 1-head vs 3-head complex memori
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d, e = TrainConfig(), EvalConfig()
     parser.add_argument("--out", type=out_folder, default="runs/moons", help="report folder (default runs/moons)")
-    parser.add_argument("--seeds", type=int, default=10, help="number of seeds per net (default 10)")
-    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--seeds", type=positive, default=10, help="number of seeds per net (default 10)")
+    parser.add_argument("--first-seed", type=natural, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
     parser.add_argument("--heads", type=int, nargs="+", default=[1, 3], choices=[1, 3], help="nets to train")
-    parser.add_argument("--iters", type=int, default=d.iters, help=f"training iterations (default {d.iters})")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"sequences per batch ({d.batch_size})")
+    parser.add_argument("--iters", type=positive, default=d.iters, help=f"training iterations (default {d.iters})")
+    parser.add_argument(
+        "--batch-size", type=positive, default=d.batch_size, help=f"sequences per batch ({d.batch_size})"
+    )
     parser.add_argument("--lr", type=float, default=d.lr, help=f"initial learning rate ({d.lr})")
     parser.add_argument("--lr-end", type=float, default=d.lr_end, help=f"final learning rate ({d.lr_end})")
     parser.add_argument("--clip", type=float, default=d.clip, help=f"loss clipping of each error ({d.clip})")
     parser.add_argument(
-        "--short-len", type=int, default=d.short_len, help=f"sequence length of phase 1, 0: none ({d.short_len})"
+        "--short-len", type=natural, default=d.short_len, help=f"sequence length of phase 1, 0: none ({d.short_len})"
     )
     parser.add_argument(
         "--short-frac", type=float, default=d.short_frac, help=f"fraction of iterations in it ({d.short_frac:.3f})"
@@ -41,11 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--final-clip", type=float, default=d.final_clip, help=f"loss clipping of phase 2 ({d.final_clip})"
     )
     parser.add_argument(
-        "--restarts", type=int, default=d.restarts, help=f"phase-1 candidates per seed, best loss kept ({d.restarts})"
+        "--restarts",
+        type=positive,
+        default=d.restarts,
+        help=f"phase-1 candidates per seed, best loss kept ({d.restarts})",
     )
     parser.add_argument(
         "--rollout-iters",
-        type=int,
+        type=natural,
         default=d.rollout_iters,
         help=f"phase 3 of the three-head net: rollout fine-tuning iterations, 0: none ({d.rollout_iters})",
     )
@@ -54,10 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--unbalanced", action="store_true", help="draw batch combinations at random")
     parser.add_argument("--authors", action="store_true", help="the authors' recipe (batch 64, 500 its, lr 1e-2, ...)")
-    parser.add_argument("--eval-sequences", type=int, default=e.sequences, help=f"sequences per curve ({e.sequences})")
+    parser.add_argument(
+        "--eval-sequences", type=positive, default=e.sequences, help=f"sequences per curve ({e.sequences})"
+    )
     parser.add_argument("--eval-seed", type=int, default=e.seed, help="seed of the evaluation sequences")
-    parser.add_argument("--curve-stride", type=int, default=e.curve_stride, help="context step of the full curves (1)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU cores to use: worker processes of one thread")
+    parser.add_argument(
+        "--curve-stride", type=positive, default=e.curve_stride, help="context step of the full curves (1)"
+    )
+    parser.add_argument("--threads", type=positive, default=2, help="CPU cores to use: worker processes of one thread")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from memory_mosaics.cli import device_name, out_folder
+from memory_mosaics.cli import device_name, natural, out_folder, positive
 from memory_mosaics.experiments.regbench.automata import make_iid_split, make_split
 from memory_mosaics.experiments.regbench.metrics import score
 from memory_mosaics.experiments.regbench.ngram import ngram_distributions
@@ -104,24 +104,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--models", nargs="+", default=["mosaic", "gpt"], choices=["mosaic", "gpt"], help="models to train")
     # flags a preset may set default to None here and are filled by `resolve`: a flag given explicitly always wins
-    p.add_argument("--n-train", nargs="+", type=int, help=_h("N values: numbers of training automata", "n_train"))
-    p.add_argument("--n-layer", nargs="+", type=int, help=_h("depth grid", "n_layer"))
-    p.add_argument("--n-head", nargs="+", type=int, help=_h("heads grid (contextual = persistent units)", "n_head"))
-    p.add_argument("--n-embd", nargs="+", type=int, help=_h("embedding dimension grid", "n_embd"))
+    p.add_argument("--n-train", nargs="+", type=positive, help=_h("N values: numbers of training automata", "n_train"))
+    p.add_argument("--n-layer", nargs="+", type=positive, help=_h("depth grid", "n_layer"))
+    p.add_argument(
+        "--n-head", nargs="+", type=positive, help=_h("heads grid (contextual = persistent units)", "n_head")
+    )
+    p.add_argument("--n-embd", nargs="+", type=positive, help=_h("embedding dimension grid", "n_embd"))
     p.add_argument("--weight-decay", nargs="+", type=float, help=_h("AdamW weight decay grid", "weight_decay"))
     p.add_argument("--lr", type=float, help=_h("peak learning rate (both models)", "lr"))
-    p.add_argument("--epochs", type=int, default=200, help="maximum epochs (the benchmark's 200)")
+    p.add_argument("--epochs", type=positive, default=200, help="maximum epochs (the benchmark's 200)")
     p.add_argument(
         "--step-budget",
-        type=int,
+        type=natural,
         help=_h(
             "cap the optimiser steps per run: epochs = min(--epochs, ceil(budget / steps per epoch)); 0 = no cap",
             "step_budget",
         ),
     )
-    p.add_argument("--batch-size", type=int, default=32, help="sequences per batch (the benchmark's 32)")
+    p.add_argument("--batch-size", type=positive, default=32, help="sequences per batch (the benchmark's 32)")
     p.add_argument(
-        "--eval-every", type=int, help=_h("epochs between validation passes; 0 = about 10 per run", "eval_every")
+        "--eval-every", type=natural, help=_h("epochs between validation passes; 0 = about 10 per run", "eval_every")
     )
     p.add_argument("--dropout", type=float, help=_h("dropout for both models", "dropout"))
     p.add_argument(
@@ -143,14 +145,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (0 = off)")
-    p.add_argument("--n-val", type=int, default=500, help="validation automata (model selection)")
-    p.add_argument("--n-test", type=int, default=500, help="test automata (the reported numbers)")
+    p.add_argument("--n-val", type=positive, default=500, help="validation automata (model selection)")
+    p.add_argument("--n-test", type=positive, default=500, help="test automata (the reported numbers)")
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation and batch order")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the automata and sequences of every split")
     p.add_argument(
         "--device", default=None, type=device_name, help="torch device (default: cuda when available, else cpu)"
     )
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--threads", type=natural, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument(
         "--iid",
         action="store_true",
