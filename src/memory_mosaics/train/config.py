@@ -97,9 +97,27 @@ class TrainConfig:
             "log_interval",
             "ckpt_interval",
         )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        natural = (  # 0 means: the default, off, all or at the end
+            "pmem_size",
+            "micro_batch_size",
+            "warmup_iters",
+            "lr_decay_iters",
+            "eval_interval",
+            "eval_batches",
+            "threads",
+            "min_lr",
+            "weight_decay",
+            "grad_clip",
+        )
+        for names, low in ((positive, 1), (natural, 0)):
+            for name in names:
+                if getattr(self, name) < low:
+                    raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"--lr must be > 0, got {self.lr}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
         if Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():
             raise ValueError(f"--out-dir {self.out_dir} is a file, not a folder")
         if self.min_lr > self.lr:
