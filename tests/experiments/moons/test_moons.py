@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -198,3 +199,24 @@ def test_cli_writes_a_report(tmp_path):
     for name in ("report.md", "config.json", "metrics.json", "curves.csv", "fig5_3head.png", "fig10_weights_3head.png"):
         assert (tmp_path / name).exists()
     assert (tmp_path / "seeds" / "3head_seed0.json").exists()
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("iters", 0, "iters must be >= 1"),
+        ("lr", -1.0, "lr must be > 0"),
+        ("short_frac", 1.5, "short_frac must be in [0, 1]"),
+        ("rollout_context", (400, 60), "1 <= lo < hi"),
+    ],
+)
+def test_a_recipe_that_cannot_train_is_refused(field, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig(**{field: value})
+
+
+def test_moons_command_refuses_a_recipe_that_cannot_train(tmp_path, capsys):
+    from memory_mosaics.cli import main
+
+    assert main(["moons", "--out", str(tmp_path / "out"), "--short-frac", "1.5"]) == 2
+    assert "short_frac must be in [0, 1]" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -2,6 +2,7 @@ import argparse
 import itertools
 import json
 import math
+import re
 
 import pytest
 
@@ -137,3 +138,28 @@ def test_explicit_flags_win_over_a_preset_even_at_their_default_value() -> None:
     args = parser.parse_args([])
     resolve(args)
     assert {k: getattr(args, k) for k in CPU_DEFAULTS} == CPU_DEFAULTS
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("lr", -1.0, "lr must be > 0"),
+        ("dropout", 1.5, "dropout must be in [0, 1)"),
+        ("weight_decay", -0.1, "weight_decay must be >= 0"),
+        ("eval_every", 0, "eval_every must be >= 1"),
+        ("beta2", 1.0, "beta2 must be in [0, 1)"),
+        ("n_embd", 30, "divisible by n_head"),
+    ],
+)
+def test_a_run_that_cannot_train_is_refused(field, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RunConfig(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--lr", "-1"], "lr must be > 0"), (["--n-embd", "30", "--n-head", "4"], "no grid point")],
+)
+def test_regbench_command_refuses_impossible_settings_before_any_work(flags, message, tmp_path, capsys):
+    assert main(["regbench", "--out", str(tmp_path / "out"), *flags]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()

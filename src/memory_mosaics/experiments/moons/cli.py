@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import fields
 
@@ -75,20 +76,24 @@ def run(args: argparse.Namespace) -> int:
 
         train = authors_config()
     else:
-        train = TrainConfig(
-            iters=args.iters,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            lr_end=args.lr_end,
-            clip=args.clip,
-            short_len=args.short_len,
-            short_frac=args.short_frac,
-            key_init_scale=args.key_init_scale,
-            final_clip=args.final_clip,
-            restarts=args.restarts,
-            balanced=not args.unbalanced,
-            rollout_iters=args.rollout_iters,
-        )
+        try:
+            train = TrainConfig(
+                iters=args.iters,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                lr_end=args.lr_end,
+                clip=args.clip,
+                short_len=args.short_len,
+                short_frac=args.short_frac,
+                key_init_scale=args.key_init_scale,
+                final_clip=args.final_clip,
+                restarts=args.restarts,
+                balanced=not args.unbalanced,
+                rollout_iters=args.rollout_iters,
+            )
+        except ValueError as e:
+            print(f"mosaic moons: error: {e}", file=sys.stderr)
+            return 2
     cfg = RunConfig(
         heads=sorted(set(args.heads)),
         seeds=list(range(args.first_seed, args.first_seed + args.seeds)),

@@ -76,6 +76,22 @@ class TrainConfig:
     rollout_context: tuple[int, int] = (60, 400)  # contexts drawn uniformly in [lo, hi)
     rollout_per_combo: int = 8  # sequences per training combination in a batch
 
+    def __post_init__(self) -> None:
+        """Refuse a recipe that cannot train, before any work."""
+        for name in ("iters", "batch_size", "restarts", "rollout_steps", "rollout_per_combo"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("short_len", "rollout_iters", "lr_end"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "clip", "final_clip", "key_init_scale", "rollout_lr"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.short_frac <= 1.0:
+            raise ValueError(f"short_frac must be in [0, 1], got {self.short_frac}")
+        if not 1 <= self.rollout_context[0] < self.rollout_context[1]:
+            raise ValueError(f"rollout_context must be (lo, hi) with 1 <= lo < hi, got {self.rollout_context}")
+
 
 def authors_config() -> TrainConfig:
     """The recipe of the authors' script: batch 64 of random combinations, 500 iterations, lr 1e-2, full blocks."""

@@ -213,6 +213,8 @@ def run_configs(args: argparse.Namespace) -> list[RunConfig]:
                 data_seed=args.data_seed,
             )
         )
+    if not configs:
+        raise ValueError("no grid point has --n-embd divisible by --n-head")
     return configs
 
 
@@ -252,7 +254,11 @@ def run(args: argparse.Namespace) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     out: Path = args.out
-    configs = run_configs(args)
+    try:
+        configs = run_configs(args)
+    except ValueError as e:
+        print(f"mosaic regbench: error: {e}", file=sys.stderr)
+        return 2
     if args.list:
         for cfg in configs:
             print(f"{run_dir(out / 'iid' if args.iid else out, cfg)}  epochs {cfg.epochs}  eval every {cfg.eval_every}")

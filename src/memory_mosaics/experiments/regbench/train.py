@@ -68,8 +68,27 @@ class RunConfig:
     seed: int = 0  # initialisation and batch order
     data_seed: int = 0  # automata and sequences
 
+    def __post_init__(self) -> None:
+        """Refuse a run that cannot train, before any work: the model's own checks (heads dividing the width,
+        dropout), then the schedule and the optimiser."""
+        model_config(self)
+        for name in ("n_train", "epochs", "batch_size", "eval_every", "n_val", "n_test"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("weight_decay", "grad_clip", "warmup_start_lr"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("warmup_frac", "min_lr_frac"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
-def build_model(cfg: RunConfig) -> LanguageModel:
+
+def model_config(cfg: RunConfig) -> MosaicConfig | GPTConfig:
     """Equal architecture hyper-parameters for both models; a Memory Mosaic block has the 12·d² weights of a GPT-2
     block (persistent memory of 3.5·d slots)."""
     arch = dict(
@@ -84,10 +103,15 @@ def build_model(cfg: RunConfig) -> LanguageModel:
         init=cfg.init,
     )
     if cfg.model == "mosaic":
-        return MemoryMosaic(MosaicConfig(**arch))
+        return MosaicConfig(**arch)
     if cfg.model == "gpt":
-        return GPT(GPTConfig(**arch, pos="learned"))
+        return GPTConfig(**arch, pos="learned")
     raise ValueError(f"model must be 'mosaic' or 'gpt', got {cfg.model!r}")
+
+
+def build_model(cfg: RunConfig) -> LanguageModel:
+    config = model_config(cfg)
+    return MemoryMosaic(config) if isinstance(config, MosaicConfig) else GPT(config)
 
 
 def learning_rate(step: int, total: int, cfg: RunConfig) -> float:
