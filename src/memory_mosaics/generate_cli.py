@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from memory_mosaics.cli import device_name
+from memory_mosaics.data.sources import read_utf8
 
 HELP = "complete prompts with a checkpoint (greedy, sampling or beam search; streaming generation)"
 
@@ -99,7 +100,7 @@ def read_prompts(args: argparse.Namespace) -> list[dict[str, Any]]:
         path = Path(args.prompts)
         if not path.is_file():
             raise FileNotFoundError(f"no prompts file {path}")
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(read_utf8(path).splitlines(), 1):
             if not line.strip():
                 continue
             try:

@@ -267,3 +267,13 @@ def test_hf_dataset(tmp_path: Path, stories: list[str], monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
     with pytest.raises(CorpusError, match=r"needs the optional dependency `datasets`"):
         prepare(PrepareOptions(out=tmp_path / "o2", hf_dataset="tinystories", progress=False))
+
+
+def test_read_utf8_reads_a_file_as_prepare_does(tmp_path: Path) -> None:
+    good = tmp_path / "good.txt"
+    good.write_bytes("\ufeffone\r\ntwo\rthree".encode())
+    assert sources.read_utf8(good) == "one\ntwo\nthree"  # no byte-order mark, newlines normalised
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine \xff")
+    with pytest.raises(CorpusError, match=r"bad\.txt: not valid UTF-8 at byte 5"):
+        sources.read_utf8(bad)

@@ -206,3 +206,12 @@ def test_gpt_context_longer_than_its_positions(runs: dict[str, Path], capsys) ->
     err = capsys.readouterr().err
     assert "ckpt-0000006/config.json" in err and "32 learned positions" in err
     assert main(["eval", str(runs["mosaic"]), "--context", "64", "--max-windows", "2"]) == 0  # no positions: fine
+
+
+@pytest.mark.parametrize("command", ["eval", "generate"])
+def test_a_text_file_that_is_not_utf8_is_named(command: str, runs: dict[str, Path], tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9".encode("latin-1"))
+    flag = "--text" if command == "eval" else "--prompts"
+    assert main([command, str(runs["mosaic"]), flag, str(bad)]) == 2
+    assert f"{bad}: not valid UTF-8 at byte 3" in capsys.readouterr().err

@@ -131,6 +131,12 @@ def read_text_blocks(path: Path, info: SourceInfo) -> Iterator[str]:
                 return
 
 
+def read_utf8(path: Path) -> str:
+    """A whole text file, read as ``read_text_blocks`` reads corpora: strict UTF-8, newlines normalised, a decoding
+    error naming the file and the byte offset (a CorpusError, hence a ValueError)."""
+    return "".join(read_text_blocks(path, SourceInfo(str(path))))
+
+
 def split_documents(blocks: Iterable[str], separator: str) -> Iterator[Piece]:
     """Cut a stream of text into documents (as pieces). ``separator`` is a literal marker or a mode of SEPARATORS."""
     if separator == "blank-line":

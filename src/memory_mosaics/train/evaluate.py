@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from memory_mosaics.cli import device_name, natural, positive
+from memory_mosaics.data.sources import read_utf8
 from memory_mosaics.models import LanguageModel, load_pretrained
 from memory_mosaics.train import checkpoint as ckpt_io
 from memory_mosaics.train.batches import default_val_split, eval_starts, open_split, windows
@@ -79,7 +80,7 @@ def check_vocab(
 
 def encode_text(path: Path, tokenizer: Any) -> np.ndarray:
     """A .txt file (documents separated by <|endoftext|>) or a .jsonl file (field "text") as one token stream."""
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path)
     if path.suffix in (".jsonl", ".ndjson"):
         docs = [json.loads(ln) for ln in text.splitlines() if ln.strip()]
         docs = [d if isinstance(d, str) else d["text"] for d in docs]
