@@ -107,9 +107,16 @@ def _snapshot(run: Path) -> dict[str, bytes]:
 def test_eval_and_generate(runs: dict[str, Path], text_data: Path, tmp_path: Path, capsys) -> None:
     run = runs["mosaic"]
     # the run's last validation used 2 batches of 8 windows: the same 16 windows give the same loss
-    flags = ["--max-windows", "16", "--json", str(tmp_path / "e.json"), "--per-position", str(tmp_path / "p.csv")]
-    assert main(["eval", str(run), *flags]) == 0
-    result = json.loads((tmp_path / "e.json").read_text())
+    flags = [
+        "--max-windows",
+        "16",
+        "--json",
+        str(tmp_path / "new" / "e.json"),
+        "--per-position",
+        str(tmp_path / "p.csv"),
+    ]
+    assert main(["eval", str(run), *flags]) == 0  # makes the folder of an output
+    result = json.loads((tmp_path / "new" / "e.json").read_text())
     logged = [r["val_loss"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "val_loss" in r]
     assert result["windows"] == 16 and result["loss"] == pytest.approx(logged[-1], rel=1e-5)
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 33

@@ -140,7 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         result = _run(args)
-    except (ValueError, FileNotFoundError) as e:  # CheckpointError, ShardError and TokenizerError are ValueErrors
+    except (ValueError, OSError) as e:  # CheckpointError, ShardError and TokenizerError are ValueErrors
         print(f"mosaic eval: error: {e}", file=sys.stderr)
         return 2
     print(
@@ -151,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
+    for output in (args.per_position, args.json):  # a folder that cannot be made fails now, not after the work
+        if output:
+            Path(output).parent.mkdir(parents=True, exist_ok=True)
     ckpt, model, ckpt_meta = load_checkpoint(args.checkpoint, args.device)
     context = args.context or model.config.block_size
     check_context(ckpt, model, context)

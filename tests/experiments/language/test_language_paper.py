@@ -133,6 +133,15 @@ def test_extrapolate_skips_learned_positions(tiny: Path) -> None:
     assert main(["paper", "extrapolate", str(tiny / "runs" / "gpt_L1"), "--out", str(out)]) == 2  # nothing to extend
 
 
+def test_extrapolate_refuses_a_text_too_short_for_any_window(tiny: Path, capsys) -> None:
+    short = tiny / "short.txt"
+    short.write_text("Once upon a time")
+    out = tiny / "out_short"
+    argv = ["paper", "extrapolate", str(tiny / "runs" / "mosaic_L1"), "--text", str(short), "--out", str(out)]
+    assert main(argv) == 2
+    assert "too short for any window" in capsys.readouterr().err and not out.exists()
+
+
 @pytest.mark.parametrize("model", ["mosaic", "learned", "rope", "alibi"])
 def test_last_query_weights_reproduce_the_layer(model: str) -> None:
     """Weights recomputed from the layer's features, applied to its values, give the layer's own last output."""

@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             segments = [float(pp[k * T : (k + 1) * T].mean()) for k in range(f)]  # loss in each training-length slice
             results.append({**ck.describe(), "source": source, "factor": f, "segment_loss": segments, **r})
             rows.append([ck.label, f, f * T, r["windows"], r["loss"], segments[0], segments[-1]])
+    if not rows:  # an empty table and figure would look like a result
+        why = "; ".join(f"{r['label']} x{r['factor']}: {r['skipped']}" for r in results)
+        raise ValueError(f"the text is too short for any window ({why})")
     for ax, f in zip(axes, factors, strict=True):
         for r in (r for r in results if r["factor"] == f and "per_position" in r):
             ax.plot(smooth(r["per_position"], args.smooth), color=colour(r["kind"]), lw=1.3, label=r["label"])
