@@ -129,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
                 f"vocabulary mismatch: the tokenizer has {tokenizer.vocab_size} tokens but "
                 f"{ckpt / 'config.json'} has vocab_size {model.config.vocab_size}"
             )
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         out = open(args.out, "w", encoding="utf-8") if args.out else None  # noqa: SIM115 (closed below)
         try:
             for row in rows:

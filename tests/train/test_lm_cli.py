@@ -125,7 +125,7 @@ def test_eval_and_generate(runs: dict[str, Path], text_data: Path, tmp_path: Pat
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"prompt": "Lily had a", "id": 1}) + "\n" + json.dumps({"prompt": "Tom gave"}) + "\n")
     for mode in ("beam", "greedy", "sample"):
-        out = tmp_path / f"{mode}.jsonl"
+        out = tmp_path / "completions" / f"{mode}.jsonl"  # the folder is made
         assert (
             main(
                 [
