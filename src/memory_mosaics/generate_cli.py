@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from memory_mosaics.cli import device_name
+from memory_mosaics.cli import device_name, natural, positive
 from memory_mosaics.data.sources import read_utf8
 
 HELP = "complete prompts with a checkpoint (greedy, sampling or beam search; streaming generation)"
@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="beam",
         help="decoding (default: beam, width 2, as in the paper's Table 4)",
     )
-    parser.add_argument("--beams", type=int, default=2, help="beam width for --mode beam")
-    parser.add_argument("--max-new-tokens", type=int, default=60)
+    parser.add_argument("--beams", type=positive, default=2, help="beam width for --mode beam")
+    parser.add_argument("--max-new-tokens", type=natural, default=60)
     parser.add_argument("--temperature", type=float, default=1.0, help="--mode sample")
     parser.add_argument("--top-k", type=int, default=None, help="--mode sample: keep the k most likely tokens")
     parser.add_argument("--top-p", type=float, default=None, help="--mode sample: nucleus mass")
@@ -53,13 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_arguments(args: argparse.Namespace) -> None:
-    """Refuse decoding settings that mean nothing before the checkpoint is loaded."""
+    """Refuse sampling settings that mean nothing before the checkpoint is loaded (the counts are refused by their
+    argparse types)."""
     from memory_mosaics.generate import check_sampling
 
-    if args.max_new_tokens < 0:
-        raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
-    if args.mode == "beam" and args.beams < 1:
-        raise ValueError(f"--beams must be >= 1, got {args.beams}")
     if args.mode == "sample":
         check_sampling(args.temperature, args.top_k, args.top_p)
 

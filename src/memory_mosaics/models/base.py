@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -219,16 +220,31 @@ def read_config(directory: Path) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"{path} is not a valid model config: {e}") from e
 
 
+RANGES: dict[str, Callable[[Any], bool]] = {
+    ">= 1": lambda v: v >= 1,
+    ">= 0": lambda v: v >= 0,
+    "> 0": lambda v: v > 0,
+    "in [0, 1)": lambda v: 0 <= v < 1,
+    "in [0, 1]": lambda v: 0 <= v <= 1,
+}
+
+
+def check_range(config: Any, rule: str, names: Iterable[str], label: Callable[[str], str] = str) -> None:
+    """Refuse the first field of ``config`` among ``names`` whose value breaks ``rule`` (a key of RANGES): a ValueError
+    "<label(name)> must be <rule>, got <value>". The configurations of the models, of training and of the experiments
+    check their fields with it."""
+    for name in names:
+        value = getattr(config, name)
+        if not RANGES[rule](value):
+            raise ValueError(f"{label(name)} must be {rule}, got {value}")
+
+
 def check_common(c: Any) -> None:
     """Checks every architecture config shares: positive sizes, heads dividing the width, dropout in [0, 1)."""
-    for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-        if getattr(c, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
+    check_range(c, ">= 1", ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
     if c.n_embd % c.n_head:
         raise ValueError(f"n_embd ({c.n_embd}) must be divisible by n_head ({c.n_head})")
-    if not 0.0 <= c.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {c.dropout}")
+    check_range(c, "in [0, 1)", ("dropout",))
     if c.init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {c.init!r}")
-    if not c.logit_scale > 0:
-        raise ValueError(f"logit_scale must be > 0, got {c.logit_scale}")
+    check_range(c, "> 0", ("logit_scale",))

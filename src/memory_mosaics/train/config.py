@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from memory_mosaics.models import INITS, MODELS, PERSISTENT_KINDS, POSITION_ENCODINGS, GPTConfig, MosaicConfig
+from memory_mosaics.models.base import check_range
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
@@ -109,15 +110,14 @@ class TrainConfig:
             "weight_decay",
             "grad_clip",
         )
-        for names, low in ((positive, 1), (natural, 0)):
-            for name in names:
-                if getattr(self, name) < low:
-                    raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"--lr must be > 0, got {self.lr}")
-        for name in ("beta1", "beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
+
+        def flag(name: str) -> str:
+            return "--" + name.replace("_", "-")
+
+        check_range(self, ">= 1", positive, flag)
+        check_range(self, ">= 0", natural, flag)
+        check_range(self, "> 0", ("lr",), flag)
+        check_range(self, "in [0, 1)", ("beta1", "beta2"), flag)
         if Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():
             raise ValueError(f"--out-dir {self.out_dir} is a file, not a folder")
         if self.min_lr > self.lr:

@@ -51,6 +51,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from memory_mosaics.models.base import check_range
 from memory_mosaics.ops.retrieval import retrieval
 
 from .data import MoonsData
@@ -78,17 +79,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Refuse a recipe that cannot train, before any work."""
-        for name in ("iters", "batch_size", "restarts", "rollout_steps", "rollout_per_combo"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("short_len", "rollout_iters", "lr_end"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "clip", "final_clip", "key_init_scale", "rollout_lr"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not 0.0 <= self.short_frac <= 1.0:
-            raise ValueError(f"short_frac must be in [0, 1], got {self.short_frac}")
+        check_range(self, ">= 1", ("iters", "batch_size", "restarts", "rollout_steps", "rollout_per_combo"))
+        check_range(self, ">= 0", ("short_len", "rollout_iters", "lr_end"))
+        check_range(self, "> 0", ("lr", "clip", "final_clip", "key_init_scale", "rollout_lr"))
+        check_range(self, "in [0, 1]", ("short_frac",))
         if not 1 <= self.rollout_context[0] < self.rollout_context[1]:
             raise ValueError(f"rollout_context must be (lo, hi) with 1 <= lo < hi, got {self.rollout_context}")
 

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from memory_mosaics.experiments.regbench.automata import IGNORE, VOCAB_SIZE, Split, make_split, pad_batch
 from memory_mosaics.experiments.regbench.metrics import PooledMetrics
 from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig
+from memory_mosaics.models.base import check_range
 from memory_mosaics.train.distributed import pick_device
 
 BLOCK_SIZE = 1024  # longest model input is 948 tokens (spec §2); GPT's learned positions cover it
@@ -72,20 +73,11 @@ class RunConfig:
         """Refuse a run that cannot train, before any work: the model's own checks (heads dividing the width,
         dropout), then the schedule and the optimiser."""
         model_config(self)
-        for name in ("n_train", "epochs", "batch_size", "eval_every", "n_val", "n_test"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("weight_decay", "grad_clip", "warmup_start_lr"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        for name in ("beta1", "beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("warmup_frac", "min_lr_frac"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        check_range(self, ">= 1", ("n_train", "epochs", "batch_size", "eval_every", "n_val", "n_test"))
+        check_range(self, ">= 0", ("weight_decay", "grad_clip", "warmup_start_lr"))
+        check_range(self, "> 0", ("lr",))
+        check_range(self, "in [0, 1)", ("beta1", "beta2"))
+        check_range(self, "in [0, 1]", ("warmup_frac", "min_lr_frac"))
 
 
 def model_config(cfg: RunConfig) -> MosaicConfig | GPTConfig:
