@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from memory_mosaics.ops import kernels
 from memory_mosaics.ops.norm import head_scale, head_sum, scaled_norm, scaled_norm_backward
 
 MAX_CARRY_MATRIX = 64  # chunks whose boundary states one (N × N) matmul carries; more chunks recurse
@@ -256,8 +257,31 @@ class _ScaledLeakyKeys(torch.autograd.Function):
         return g_x.to(x_dtype), g_beta, g_log_scale, g_state
 
 
+class _ScaledLeakyKeysCPU(torch.autograd.Function):
+    """The node of ``_ScaledLeakyKeys`` on the fused CPU kernels (``ops/kernels.py``): one pass over memory each way,
+    keeping the same keys and norms. Tensors cross in the (B, T, H, D) layout that x and k have in memory."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
+        decay, scale = torch.exp(-beta), torch.exp(log_scale)
+        k, norm, last = kernels.features_cpu().keys_forward(x.transpose(1, 2), decay, scale, state)
+        ctx.save_for_backward(k, norm, decay, scale, state)
+        return k.transpose(1, 2), last
+
+    @staticmethod
+    def backward(ctx, g_k: Tensor, g_last: Tensor | None):
+        k, norm, decay, scale, state = ctx.saved_tensors
+        g_k = g_k.transpose(1, 2).contiguous()  # a view where the retrieval's gradient is time-major already
+        g_x, g_beta, g_log_scale, g_state = kernels.features_cpu().keys_backward(
+            g_k, k, norm, decay, scale, state, g_last
+        )
+        return g_x.transpose(1, 2), g_beta.sum(0).to(decay.dtype), g_log_scale.sum(0).to(scale.dtype), g_state
+
+
 def scaled_leaky_keys(x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Keys of eq. (6) from projected inputs ``x`` (B, H, T, D): (k for every position, k̄ at the last position)."""
     if x.shape[2] > 1:
+        if kernels.applies(x, beta, log_scale, state):
+            return _ScaledLeakyKeysCPU.apply(x, beta, log_scale, state)
         return _ScaledLeakyKeys.apply(x, beta, log_scale, state)
     return scaled_leaky_keys_step(x, *key_constants(beta, log_scale, x.dtype), state)

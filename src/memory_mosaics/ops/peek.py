@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from memory_mosaics.ops import kernels
 from memory_mosaics.ops.norm import head_scale, head_sum, scaled_norm, scaled_norm_backward
 
 
@@ -59,8 +60,30 @@ class _PeekValues(torch.autograd.Function):
         return g_u, g_coef, g_log_scale
 
 
+class _PeekValuesCPU(torch.autograd.Function):
+    """The node of ``_PeekValues`` on the fused CPU kernels (``ops/kernels.py``), in u's (B, T, H, D) memory layout."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
+        u = u.transpose(1, 2)
+        scale = torch.exp(log_scale)
+        v, norm = kernels.features_cpu().values_forward(u, coef, scale)
+        ctx.save_for_backward(u, v, norm, coef, scale)
+        return v.transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, g_v: Tensor):
+        u, v, norm, coef, scale = ctx.saved_tensors
+        g_u, g_coef, g_log_scale = kernels.features_cpu().values_backward(
+            g_v.transpose(1, 2).contiguous(), u, v, norm, coef, scale
+        )
+        return g_u.transpose(1, 2), g_coef.sum(0).to(coef.dtype), g_log_scale.sum(0).to(scale.dtype)
+
+
 def peek_values(u: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
     """Values for every position of a full sequence of projections u = W_v x, (B, H, T, D)."""
+    if u.shape[2] > 1 and kernels.applies(u, coef, log_scale):
+        return _PeekValuesCPU.apply(u, coef, log_scale)
     if torch.is_grad_enabled():
         return _PeekValues.apply(u, coef, log_scale)
     return peek_values_naive(u, coef, log_scale)

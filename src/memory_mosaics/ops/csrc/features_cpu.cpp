@@ -1,0 +1,284 @@
+// Fused CPU kernels for the feature extractors of eq. (6): the key path (leaky average, normalisation, scale) and the
+// peek-ahead value path (mixing, normalisation, scale), forward and backward, each in one pass over memory.
+//
+// Eager PyTorch runs each of these as a dozen passes over (B, H, T, D) tensors, with a full-size temporary for most of
+// them; here every (sequence, head) pair is one sequential loop over time that keeps its D-vector in registers.
+// Layout: every (B, T, H, D) tensor is contiguous and time-major, as the projections W_k x and W_v x are; per-position
+// norms are (B, T, H). Per-head parameter gradients come back per (sequence, head), (B, H), in fp64: the caller sums
+// over B. fp32 only; the Python side keeps the eager path for every other case.
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include <cfloat>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+constexpr float kEps = 1e-10f;  // NORM_EPS of ops/norm.py
+
+void check_features(const torch::Tensor& x, const char* name) {
+  TORCH_CHECK(x.dim() == 4, name, " must be (B, T, H, D)");
+  TORCH_CHECK(x.scalar_type() == at::kFloat, name, " must be float32");
+  TORCH_CHECK(x.is_contiguous(), name, " must be contiguous (B, T, H, D)");
+  TORCH_CHECK(x.device().is_cpu(), name, " must be on the CPU");
+}
+
+void check_heads(const torch::Tensor& p, int64_t H, const char* name) {
+  TORCH_CHECK(p.dim() == 1 && p.size(0) == H && p.scalar_type() == at::kFloat && p.is_contiguous(), name,
+              " must be a float32 vector of one entry per head");
+}
+
+// k̄_t = x_t + λ_h k̄_{t-1} (k̄_{-1} = state or 0); k_t = s_h k̄_t / (‖k̄_t‖ + ε). Returns k, the norms ‖k̄_t‖ + ε, and k̄
+// at the last position.
+std::vector<torch::Tensor> keys_forward(const torch::Tensor& x, const torch::Tensor& decay, const torch::Tensor& scale,
+                                        const c10::optional<torch::Tensor>& state) {
+  check_features(x, "x");
+  const int64_t B = x.size(0), T = x.size(1), H = x.size(2), D = x.size(3);
+  check_heads(decay, H, "decay");
+  check_heads(scale, H, "scale");
+  auto k = torch::empty_like(x);
+  auto norm = torch::empty({B, T, H}, x.options());
+  auto last = torch::empty({B, H, D}, x.options());
+  const float* state_p = nullptr;
+  torch::Tensor state_c;
+  if (state.has_value()) {
+    state_c = state->contiguous();
+    TORCH_CHECK(state_c.scalar_type() == at::kFloat && state_c.numel() == B * H * D, "state must be (B, H, D) float32");
+    state_p = state_c.data_ptr<float>();
+  }
+  const float* x_p = x.data_ptr<float>();
+  const float* decay_p = decay.data_ptr<float>();
+  const float* scale_p = scale.data_ptr<float>();
+  float* k_p = k.data_ptr<float>();
+  float* norm_p = norm.data_ptr<float>();
+  float* last_p = last.data_ptr<float>();
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> buffer(D);
+    float* __restrict__ acc = buffer.data();
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / H, h = i % H;
+      const float lam = decay_p[h], s = scale_p[h];
+      for (int64_t d = 0; d < D; ++d) acc[d] = state_p ? state_p[i * D + d] : 0.f;
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t row = (b * T + t) * H + h;
+        const float* __restrict__ xr = x_p + row * D;
+        float ss = 0.f;
+        for (int64_t d = 0; d < D; ++d) {
+          const float v = xr[d] + lam * acc[d];
+          acc[d] = v;
+          ss += v * v;
+        }
+        const float n = std::sqrt(ss) + kEps;
+        const float f = s / n;
+        norm_p[row] = n;
+        float* __restrict__ kr = k_p + row * D;
+        for (int64_t d = 0; d < D; ++d) kr[d] = acc[d] * f;
+      }
+      for (int64_t d = 0; d < D; ++d) last_p[i * D + d] = acc[d];
+    }
+  });
+  return {k, norm, last};
+}
+
+// Gradients of keys_forward from dL/dk (and dL/dk̄_last): dL/dx, then per (sequence, head) dL/dλ-side term for β and
+// dL/dlog s, and dL/dstate. The normalisation's backward rebuilds k̄ = k·n/s; the leaky average's backward is the same
+// recurrence run backwards in time, G_t = ḡ_t + λ G_{t+1}, and dL/dβ = -λ Σ_t k̄_{t-1}·G_t needs no second pass.
+std::vector<torch::Tensor> keys_backward(const torch::Tensor& grad, const torch::Tensor& k, const torch::Tensor& norm,
+                                         const torch::Tensor& decay, const torch::Tensor& scale,
+                                         const c10::optional<torch::Tensor>& state,
+                                         const c10::optional<torch::Tensor>& grad_last) {
+  check_features(grad, "grad");
+  check_features(k, "k");
+  const int64_t B = k.size(0), T = k.size(1), H = k.size(2), D = k.size(3);
+  TORCH_CHECK(grad.sizes() == k.sizes(), "grad and k must have one shape");
+  TORCH_CHECK(norm.is_contiguous() && norm.numel() == B * T * H, "norm must be (B, T, H)");
+  check_heads(decay, H, "decay");
+  check_heads(scale, H, "scale");
+  auto g_x = torch::empty_like(k);
+  auto dbl = k.options().dtype(at::kDouble);
+  auto g_beta = torch::empty({B, H}, dbl);
+  auto g_log_scale = torch::empty({B, H}, dbl);
+  torch::Tensor g_state, state_c, grad_last_c;
+  const float *state_p = nullptr, *grad_last_p = nullptr;
+  float* g_state_p = nullptr;
+  if (state.has_value()) {
+    state_c = state->contiguous();
+    TORCH_CHECK(state_c.scalar_type() == at::kFloat && state_c.numel() == B * H * D, "state must be (B, H, D) float32");
+    state_p = state_c.data_ptr<float>();
+    g_state = torch::empty({B, H, D}, k.options());
+    g_state_p = g_state.data_ptr<float>();
+  }
+  if (grad_last.has_value()) {
+    grad_last_c = grad_last->contiguous();
+    TORCH_CHECK(grad_last_c.scalar_type() == at::kFloat && grad_last_c.numel() == B * H * D,
+                "grad_last must be (B, H, D) float32");
+    grad_last_p = grad_last_c.data_ptr<float>();
+  }
+  const float* g_p = grad.data_ptr<float>();
+  const float* k_p = k.data_ptr<float>();
+  const float* norm_p = norm.data_ptr<float>();
+  const float* decay_p = decay.data_ptr<float>();
+  const float* scale_p = scale.data_ptr<float>();
+  float* g_x_p = g_x.data_ptr<float>();
+  double* g_beta_p = g_beta.data_ptr<double>();
+  double* g_log_scale_p = g_log_scale.data_ptr<double>();
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> buffer(D);
+    float* __restrict__ carry = buffer.data();  // λ G_{t+1}
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / H, h = i % H;
+      const float lam = decay_p[h], s = scale_p[h];
+      double beta_acc = 0.0, scale_acc = 0.0;
+      for (int64_t d = 0; d < D; ++d) carry[d] = 0.f;
+      for (int64_t t = T - 1; t >= 0; --t) {
+        const int64_t row = (b * T + t) * H + h;
+        const float* __restrict__ gr = g_p + row * D;
+        const float* __restrict__ kr = k_p + row * D;
+        float dot = 0.f, cross = 0.f;  // k_t·g_t, and k_t·λG_{t+1}, which times n/s is k̄_t·λG_{t+1}
+        for (int64_t d = 0; d < D; ++d) {
+          dot += kr[d] * gr[d];
+          cross += kr[d] * carry[d];
+        }
+        scale_acc += dot;
+        const float n = norm_p[row];
+        const float r = std::max(n - kEps, FLT_MIN);  // ‖k̄_t‖, finite for k̄_t = 0
+        const float a = s / n, c = dot / (s * r), rebuild = n / s;
+        float* __restrict__ gxr = g_x_p + row * D;
+        if (t == T - 1 && grad_last_p) {  // the last position also receives the state's gradient
+          for (int64_t d = 0; d < D; ++d) carry[d] += grad_last_p[i * D + d];
+        }
+        for (int64_t d = 0; d < D; ++d) {
+          const float G = a * gr[d] - kr[d] * c + carry[d];  // ḡ_t + λG_{t+1}
+          gxr[d] = G;
+          carry[d] = lam * G;
+        }
+        beta_acc += static_cast<double>(cross) * rebuild;
+      }
+      if (state_p) {  // carry is now λ G_0 = dL/dstate
+        float cross = 0.f;
+        for (int64_t d = 0; d < D; ++d) {
+          g_state_p[i * D + d] = carry[d];
+          cross += state_p[i * D + d] * carry[d];
+        }
+        beta_acc += cross;
+      }
+      g_beta_p[i] = -beta_acc;
+      g_log_scale_p[i] = scale_acc;
+    }
+  });
+  return {g_x, g_beta, g_log_scale, g_state};
+}
+
+// m_t = c_h u_t + (1 - c_h) u_{t+1} (u_T = 0); v_t = r_h m_t / (‖m_t‖ + ε). Returns v and the norms ‖m_t‖ + ε.
+std::vector<torch::Tensor> values_forward(const torch::Tensor& u, const torch::Tensor& coef,
+                                          const torch::Tensor& scale) {
+  check_features(u, "u");
+  const int64_t B = u.size(0), T = u.size(1), H = u.size(2), D = u.size(3);
+  check_heads(coef, H, "coef");
+  check_heads(scale, H, "scale");
+  auto v = torch::empty_like(u);
+  auto norm = torch::empty({B, T, H}, u.options());
+  const float* u_p = u.data_ptr<float>();
+  const float* coef_p = coef.data_ptr<float>();
+  const float* scale_p = scale.data_ptr<float>();
+  float* v_p = v.data_ptr<float>();
+  float* norm_p = norm.data_ptr<float>();
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> buffer(D), zeros(D, 0.f);  // zeros: u_T
+    float* __restrict__ m = buffer.data();
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / H, h = i % H;
+      const float c = coef_p[h], r = scale_p[h];
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t row = (b * T + t) * H + h;
+        const float* __restrict__ now = u_p + row * D;
+        const float* __restrict__ next = t + 1 < T ? u_p + (row + H) * D : zeros.data();
+        float ss = 0.f;
+        for (int64_t d = 0; d < D; ++d) {
+          const float x = c * now[d] + (1.f - c) * next[d];
+          m[d] = x;
+          ss += x * x;
+        }
+        const float n = std::sqrt(ss) + kEps;
+        const float f = r / n;
+        norm_p[row] = n;
+        float* __restrict__ vr = v_p + row * D;
+        for (int64_t d = 0; d < D; ++d) vr[d] = m[d] * f;
+      }
+    }
+  });
+  return {v, norm};
+}
+
+// Gradients of values_forward from dL/dv: dL/du, and per (sequence, head) dL/dc and dL/dlog r.
+std::vector<torch::Tensor> values_backward(const torch::Tensor& grad, const torch::Tensor& u, const torch::Tensor& v,
+                                           const torch::Tensor& norm, const torch::Tensor& coef,
+                                           const torch::Tensor& scale) {
+  check_features(grad, "grad");
+  check_features(u, "u");
+  check_features(v, "v");
+  const int64_t B = u.size(0), T = u.size(1), H = u.size(2), D = u.size(3);
+  TORCH_CHECK(grad.sizes() == u.sizes() && v.sizes() == u.sizes(), "grad, u and v must have one shape");
+  TORCH_CHECK(norm.is_contiguous() && norm.numel() == B * T * H, "norm must be (B, T, H)");
+  check_heads(coef, H, "coef");
+  check_heads(scale, H, "scale");
+  auto g_u = torch::empty_like(u);
+  auto dbl = u.options().dtype(at::kDouble);
+  auto g_coef = torch::empty({B, H}, dbl);
+  auto g_log_scale = torch::empty({B, H}, dbl);
+  const float* g_p = grad.data_ptr<float>();
+  const float* u_p = u.data_ptr<float>();
+  const float* v_p = v.data_ptr<float>();
+  const float* norm_p = norm.data_ptr<float>();
+  const float* coef_p = coef.data_ptr<float>();
+  const float* scale_p = scale.data_ptr<float>();
+  float* g_u_p = g_u.data_ptr<float>();
+  double* g_coef_p = g_coef.data_ptr<double>();
+  double* g_log_scale_p = g_log_scale.data_ptr<double>();
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> buffer(D), zeros(D, 0.f);  // zeros: u_T
+    float* __restrict__ g_m_prev = buffer.data();
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / H, h = i % H;
+      const float c = coef_p[h], r = scale_p[h];
+      double coef_acc = 0.0, scale_acc = 0.0;
+      for (int64_t d = 0; d < D; ++d) g_m_prev[d] = 0.f;
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t row = (b * T + t) * H + h;
+        const float* __restrict__ gr = g_p + row * D;
+        const float* __restrict__ vr = v_p + row * D;
+        const float* __restrict__ now = u_p + row * D;
+        const float* __restrict__ next = t + 1 < T ? u_p + (row + H) * D : zeros.data();
+        float dot = 0.f;
+        for (int64_t d = 0; d < D; ++d) dot += vr[d] * gr[d];
+        scale_acc += dot;
+        const float n = norm_p[row];
+        const float rn = std::max(n - kEps, FLT_MIN);
+        const float a = r / n, e = dot / (r * rn);
+        float* __restrict__ gur = g_u_p + row * D;
+        float dc = 0.f;
+        for (int64_t d = 0; d < D; ++d) {
+          const float gm = a * gr[d] - vr[d] * e;
+          dc += gm * (now[d] - next[d]);  // dm_t/dc = u_t - u_{t+1}
+          gur[d] = c * gm + (1.f - c) * g_m_prev[d];     // u_t enters m_t with c and m_{t-1} with 1 - c
+          g_m_prev[d] = gm;
+        }
+        coef_acc += dc;
+      }
+      g_coef_p[i] = coef_acc;
+      g_log_scale_p[i] = scale_acc;
+    }
+  });
+  return {g_u, g_coef, g_log_scale};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("keys_forward", &keys_forward);
+  m.def("keys_backward", &keys_backward);
+  m.def("values_forward", &values_forward);
+  m.def("values_backward", &values_backward);
+}
