@@ -1,7 +1,9 @@
 """Training throughput: a Memory Mosaic against the GPT baseline of (nearly) equal parameter count, in one run.
 
 Speed: both models live in one process and take training steps in turn (Mosaic, GPT, Mosaic, ...), so a drift of a
-shared machine hits both alike; tokens/s is the median over the timed steps, and the ratio is taken within the run.
+shared machine hits both alike; tokens/s is the median over the timed steps, and the ratio is the median over pairs of
+steps taken one after the other (a Mosaic step and the GPT step that follows it), so that a drift of the machine's
+speed between repeats, which moves both models, does not enter it.
 Memory: each model then runs alone in a fresh process, whose peak is that model's alone. On a CPU that peak is the
 process's peak RSS with glibc's mmap threshold fixed at 64 KiB: glibc otherwise raises the threshold after large frees
 and keeps freed activations in its heap, so RSS would measure allocator history more than live memory. The fixed
@@ -184,7 +186,8 @@ def main() -> None:
                 **run_isolated(measure_memory, kind, args, context, env=memory_env),
             }
         mm, gpt = result["mosaic"], result["gpt"]
-        result["mosaic_over_gpt_tokens_per_s"] = mm["tokens_per_s"] / gpt["tokens_per_s"]
+        paired = [m / g for run in runs for m, g in zip(run["mosaic"], run["gpt"], strict=True)]
+        result["mosaic_over_gpt_tokens_per_s"] = statistics.median(paired)
         result["ratio_per_repeat"] = [statistics.median(run["mosaic"]) / statistics.median(run["gpt"]) for run in runs]
         result["mosaic_over_gpt_peak_memory"] = mm["peak_mib"] / gpt["peak_mib"]
         report["results"][str(context)] = result

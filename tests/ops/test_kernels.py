@@ -154,3 +154,40 @@ def test_a_model_trains_alike_with_and_without_the_kernels(monkeypatch):
     for name, g in grads.items():
         scale = grads_ref[name].abs().max().clamp_min(1e-3)
         torch.testing.assert_close(g / scale, grads_ref[name] / scale, rtol=1e-4, atol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+def test_the_kernels_are_operators_torch_compile_can_trace(with_state):
+    """Schemas, fake implementations (the shapes torch.compile traces with) and dispatch, by torch.library.opcheck."""
+    B, T, H, D = 2, 9, 3, 4
+    x, grad = torch.randn(B, T, H, D), torch.randn(B, T, H, D)
+    decay, scale = torch.rand(H), torch.rand(H) + 0.5
+    state = torch.randn(B, H, D) if with_state else None
+    k, norm, _ = kernels.keys_forward(x, decay, scale, state)
+    v, v_norm = kernels.values_forward(x, decay, scale)
+    cases = [
+        (kernels.keys_forward, (x, decay, scale, state)),
+        (kernels.keys_backward, (grad, k, norm, decay, scale, state, torch.randn(B, H, D))),
+        (kernels.values_forward, (x, decay, scale)),
+        (kernels.values_backward, (grad, x, v, v_norm, decay, scale)),
+    ]
+    for op, args in cases:
+        torch.library.opcheck(op, args)
+
+
+def test_a_compiled_model_matches_the_eager_one():
+    torch.manual_seed(0)
+    model = MemoryMosaic(MosaicConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16))
+    x = torch.randint(0, 50, (2, 16))
+    _, loss = model(x, x)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, compiled_loss = torch.compile(model)(x, x)
+        compiled_loss.backward()
+    assert not [w for w in caught if "does not know how to trace" in str(w.message)]  # a graph break at an extension
+    torch.testing.assert_close(compiled_loss, loss)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-5, msg=name)

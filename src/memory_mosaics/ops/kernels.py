@@ -91,6 +91,72 @@ def features_cpu() -> ModuleType | None:
     return _module
 
 
+# The kernels as PyTorch operators, so that torch.compile sees through them (shapes from the fake implementations)
+# instead of breaking its graph at an unknown extension function.
+
+
+@torch.library.custom_op("memory_mosaics::keys_forward", mutates_args=())
+def keys_forward(x: Tensor, decay: Tensor, scale: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Keys, norms ‖k̄_t‖ + ε (B, T, H) and the last k̄ (B, H, D) for x (B, T, H, D), decays λ_h and scales s_h."""
+    k, norm, last = features_cpu().keys_forward(x, decay, scale, state)
+    return k, norm, last
+
+
+@keys_forward.register_fake
+def _(x: Tensor, decay: Tensor, scale: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    B, T, H, D = x.shape
+    return torch.empty_like(x), x.new_empty(B, T, H), x.new_empty(B, H, D)
+
+
+@torch.library.custom_op("memory_mosaics::keys_backward", mutates_args=())
+def keys_backward(
+    grad: Tensor,
+    k: Tensor,
+    norm: Tensor,
+    decay: Tensor,
+    scale: Tensor,
+    state: Tensor | None,
+    grad_last: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """dL/dx, dL/dβ and dL/dlog s per (sequence, head) in fp64, and dL/dstate (empty without a state)."""
+    g_x, g_beta, g_log_scale, g_state = features_cpu().keys_backward(grad, k, norm, decay, scale, state, grad_last)
+    return g_x, g_beta, g_log_scale, g_state
+
+
+@keys_backward.register_fake
+def _(grad, k, norm, decay, scale, state, grad_last):
+    B, _, H, _ = k.shape
+    per_head = k.new_empty(B, H, dtype=torch.float64)
+    return torch.empty_like(k), per_head, per_head.clone(), k.new_empty(state.shape if state is not None else (0,))
+
+
+@torch.library.custom_op("memory_mosaics::values_forward", mutates_args=())
+def values_forward(u: Tensor, coef: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
+    """Values and norms ‖m_t‖ + ε (B, T, H) for projections u (B, T, H, D), mixing weights c_h and scales r_h."""
+    v, norm = features_cpu().values_forward(u, coef, scale)
+    return v, norm
+
+
+@values_forward.register_fake
+def _(u: Tensor, coef: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
+    return torch.empty_like(u), u.new_empty(u.shape[:3])
+
+
+@torch.library.custom_op("memory_mosaics::values_backward", mutates_args=())
+def values_backward(
+    grad: Tensor, u: Tensor, v: Tensor, norm: Tensor, coef: Tensor, scale: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """dL/du, and dL/dc and dL/dlog r per (sequence, head) in fp64."""
+    g_u, g_coef, g_log_scale = features_cpu().values_backward(grad, u, v, norm, coef, scale)
+    return g_u, g_coef, g_log_scale
+
+
+@values_backward.register_fake
+def _(grad, u, v, norm, coef, scale):
+    per_head = u.new_empty(u.shape[0], u.shape[2], dtype=torch.float64)
+    return torch.empty_like(u), per_head, per_head.clone()
+
+
 def applies(x: Tensor, *params: Tensor | None) -> bool:
     """Whether the kernels serve ``x`` (B, H, T, D) with these per-head parameters and state: fp32 on the CPU, x laid
     out (B, T, H, D) in memory. Builds the kernels on first use."""

@@ -264,7 +264,7 @@ class _ScaledLeakyKeysCPU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
         decay, scale = torch.exp(-beta), torch.exp(log_scale)
-        k, norm, last = kernels.features_cpu().keys_forward(x.transpose(1, 2), decay, scale, state)
+        k, norm, last = kernels.keys_forward(x.transpose(1, 2), decay, scale, state)
         ctx.save_for_backward(k, norm, decay, scale, state)
         return k.transpose(1, 2), last
 
@@ -272,9 +272,8 @@ class _ScaledLeakyKeysCPU(torch.autograd.Function):
     def backward(ctx, g_k: Tensor, g_last: Tensor | None):
         k, norm, decay, scale, state = ctx.saved_tensors
         g_k = g_k.transpose(1, 2).contiguous()  # a view where the retrieval's gradient is time-major already
-        g_x, g_beta, g_log_scale, g_state = kernels.features_cpu().keys_backward(
-            g_k, k, norm, decay, scale, state, g_last
-        )
+        g_x, g_beta, g_log_scale, g_state = kernels.keys_backward(g_k, k, norm, decay, scale, state, g_last)
+        g_state = None if state is None else g_state
         return g_x.transpose(1, 2), g_beta.sum(0).to(decay.dtype), g_log_scale.sum(0).to(scale.dtype), g_state
 
 

@@ -67,16 +67,14 @@ class _PeekValuesCPU(torch.autograd.Function):
     def forward(ctx, u: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
         u = u.transpose(1, 2)
         scale = torch.exp(log_scale)
-        v, norm = kernels.features_cpu().values_forward(u, coef, scale)
+        v, norm = kernels.values_forward(u, coef, scale)
         ctx.save_for_backward(u, v, norm, coef, scale)
         return v.transpose(1, 2)
 
     @staticmethod
     def backward(ctx, g_v: Tensor):
         u, v, norm, coef, scale = ctx.saved_tensors
-        g_u, g_coef, g_log_scale = kernels.features_cpu().values_backward(
-            g_v.transpose(1, 2).contiguous(), u, v, norm, coef, scale
-        )
+        g_u, g_coef, g_log_scale = kernels.values_backward(g_v.transpose(1, 2).contiguous(), u, v, norm, coef, scale)
         return g_u.transpose(1, 2), g_coef.sum(0).to(coef.dtype), g_log_scale.sum(0).to(scale.dtype)
 
 

@@ -10,6 +10,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <vector>
@@ -28,6 +29,18 @@ void check_features(const torch::Tensor& x, const char* name) {
 void check_heads(const torch::Tensor& p, int64_t H, const char* name) {
   TORCH_CHECK(p.dim() == 1 && p.size(0) == H && p.scalar_type() == at::kFloat && p.is_contiguous(), name,
               " must be a float32 vector of one entry per head");
+}
+
+// Calls f(b, h0, h1) for the (sequence, head) pairs [begin, end) of one thread, grouped by sequence: each group then
+// walks its sequence in time order through contiguous rows of its heads, instead of striding across the heads of every
+// row (one pass over the tensor per head).
+template <typename F>
+void for_each_run(int64_t begin, int64_t end, int64_t H, const F& f) {
+  for (int64_t i = begin; i < end;) {
+    const int64_t b = i / H, h0 = i % H, h1 = std::min(H, h0 + (end - i));
+    f(b, h0, h1);
+    i += h1 - h0;
+  }
 }
 
 // k̄_t = x_t + λ_h k̄_{t-1} (k̄_{-1} = state or 0); k_t = s_h k̄_t / (‖k̄_t‖ + ε). Returns k, the norms ‖k̄_t‖ + ε, and k̄
@@ -55,36 +68,42 @@ std::vector<torch::Tensor> keys_forward(const torch::Tensor& x, const torch::Ten
   float* norm_p = norm.data_ptr<float>();
   float* last_p = last.data_ptr<float>();
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> buffer(D);
-    float* __restrict__ acc = buffer.data();
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / H, h = i % H;
-      const float lam = decay_p[h], s = scale_p[h];
-      for (int64_t d = 0; d < D; ++d) acc[d] = state_p ? state_p[i * D + d] : 0.f;
-      for (int64_t t = 0; t < T; ++t) {
-        const int64_t row = (b * T + t) * H + h;
-        const float* __restrict__ xr = x_p + row * D;
-        float ss = 0.f;
-        for (int64_t d = 0; d < D; ++d) {
-          const float v = xr[d] + lam * acc[d];
-          acc[d] = v;
-          ss += v * v;
-        }
-        const float n = std::sqrt(ss) + kEps;
-        const float f = s / n;
-        norm_p[row] = n;
-        float* __restrict__ kr = k_p + row * D;
-        for (int64_t d = 0; d < D; ++d) kr[d] = acc[d] * f;
+    std::vector<float> buffer(H * D);  // k̄ of each head of the run
+    for_each_run(begin, end, H, [&](int64_t b, int64_t h0, int64_t h1) {
+      for (int64_t h = h0; h < h1; ++h) {
+        for (int64_t d = 0; d < D; ++d) buffer[h * D + d] = state_p ? state_p[(b * H + h) * D + d] : 0.f;
       }
-      for (int64_t d = 0; d < D; ++d) last_p[i * D + d] = acc[d];
-    }
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t h = h0; h < h1; ++h) {
+          const int64_t row = (b * T + t) * H + h;
+          const float lam = decay_p[h];
+          const float* __restrict__ xr = x_p + row * D;
+          float* __restrict__ acc = buffer.data() + h * D;
+          float ss = 0.f;
+          for (int64_t d = 0; d < D; ++d) {
+            const float v = xr[d] + lam * acc[d];
+            acc[d] = v;
+            ss += v * v;
+          }
+          const float n = std::sqrt(ss) + kEps;
+          const float f = scale_p[h] / n;
+          norm_p[row] = n;
+          float* __restrict__ kr = k_p + row * D;
+          for (int64_t d = 0; d < D; ++d) kr[d] = acc[d] * f;
+        }
+      }
+      for (int64_t h = h0; h < h1; ++h) {
+        for (int64_t d = 0; d < D; ++d) last_p[(b * H + h) * D + d] = buffer[h * D + d];
+      }
+    });
   });
   return {k, norm, last};
 }
 
-// Gradients of keys_forward from dL/dk (and dL/dk̄_last): dL/dx, then per (sequence, head) dL/dλ-side term for β and
-// dL/dlog s, and dL/dstate. The normalisation's backward rebuilds k̄ = k·n/s; the leaky average's backward is the same
-// recurrence run backwards in time, G_t = ḡ_t + λ G_{t+1}, and dL/dβ = -λ Σ_t k̄_{t-1}·G_t needs no second pass.
+// Gradients of keys_forward from dL/dk (and dL/dk̄_last): dL/dx, per (sequence, head) dL/dβ and dL/dlog s, and
+// dL/dstate (empty without a state). The normalisation's backward rebuilds k̄ = k·n/s; the leaky average's backward is
+// the same recurrence run backwards in time, G_t = ḡ_t + λ G_{t+1}, and dL/dβ = -λ Σ_t k̄_{t-1}·G_t needs no second
+// pass.
 std::vector<torch::Tensor> keys_backward(const torch::Tensor& grad, const torch::Tensor& k, const torch::Tensor& norm,
                                          const torch::Tensor& decay, const torch::Tensor& scale,
                                          const c10::optional<torch::Tensor>& state,
@@ -100,7 +119,7 @@ std::vector<torch::Tensor> keys_backward(const torch::Tensor& grad, const torch:
   auto dbl = k.options().dtype(at::kDouble);
   auto g_beta = torch::empty({B, H}, dbl);
   auto g_log_scale = torch::empty({B, H}, dbl);
-  torch::Tensor g_state, state_c, grad_last_c;
+  torch::Tensor g_state = torch::empty({0}, k.options()), state_c, grad_last_c;  // empty: no state
   const float *state_p = nullptr, *grad_last_p = nullptr;
   float* g_state_p = nullptr;
   if (state.has_value()) {
@@ -125,48 +144,54 @@ std::vector<torch::Tensor> keys_backward(const torch::Tensor& grad, const torch:
   double* g_beta_p = g_beta.data_ptr<double>();
   double* g_log_scale_p = g_log_scale.data_ptr<double>();
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> buffer(D);
-    float* __restrict__ carry = buffer.data();  // λ G_{t+1}
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / H, h = i % H;
-      const float lam = decay_p[h], s = scale_p[h];
-      double beta_acc = 0.0, scale_acc = 0.0;
-      for (int64_t d = 0; d < D; ++d) carry[d] = 0.f;
+    std::vector<float> buffer(H * D);  // λ G_{t+1} of each head of the run
+    std::vector<double> beta_acc(H), scale_acc(H);
+    for_each_run(begin, end, H, [&](int64_t b, int64_t h0, int64_t h1) {
+      for (int64_t h = h0; h < h1; ++h) {
+        beta_acc[h] = scale_acc[h] = 0.0;
+        for (int64_t d = 0; d < D; ++d) buffer[h * D + d] = grad_last_p ? grad_last_p[(b * H + h) * D + d] : 0.f;
+      }
       for (int64_t t = T - 1; t >= 0; --t) {
-        const int64_t row = (b * T + t) * H + h;
-        const float* __restrict__ gr = g_p + row * D;
-        const float* __restrict__ kr = k_p + row * D;
-        float dot = 0.f, cross = 0.f;  // k_t·g_t, and k_t·λG_{t+1}, which times n/s is k̄_t·λG_{t+1}
-        for (int64_t d = 0; d < D; ++d) {
-          dot += kr[d] * gr[d];
-          cross += kr[d] * carry[d];
+        for (int64_t h = h0; h < h1; ++h) {
+          const int64_t row = (b * T + t) * H + h;
+          const float lam = decay_p[h], s = scale_p[h];
+          const float* __restrict__ gr = g_p + row * D;
+          const float* __restrict__ kr = k_p + row * D;
+          float* __restrict__ carry = buffer.data() + h * D;
+          // k_t·g_t, and k_t·λG_{t+1} (which times n/s is k̄_t·λG_{t+1}; at the last position the carry holds the
+          // state's gradient instead, which is no term of dL/dβ)
+          float dot = 0.f, cross = 0.f;
+          for (int64_t d = 0; d < D; ++d) {
+            dot += kr[d] * gr[d];
+            cross += kr[d] * carry[d];
+          }
+          const float n = norm_p[row];
+          const float r = std::max(n - kEps, FLT_MIN);  // ‖k̄_t‖, finite for k̄_t = 0
+          const float a = s / n, c = dot / (s * r);
+          scale_acc[h] += dot;
+          if (t < T - 1) beta_acc[h] += static_cast<double>(cross) * (n / s);
+          float* __restrict__ gxr = g_x_p + row * D;
+          for (int64_t d = 0; d < D; ++d) {
+            const float G = a * gr[d] - kr[d] * c + carry[d];  // ḡ_t + λG_{t+1}
+            gxr[d] = G;
+            carry[d] = lam * G;
+          }
         }
-        scale_acc += dot;
-        const float n = norm_p[row];
-        const float r = std::max(n - kEps, FLT_MIN);  // ‖k̄_t‖, finite for k̄_t = 0
-        const float a = s / n, c = dot / (s * r), rebuild = n / s;
-        float* __restrict__ gxr = g_x_p + row * D;
-        if (t == T - 1 && grad_last_p) {  // the last position also receives the state's gradient
-          for (int64_t d = 0; d < D; ++d) carry[d] += grad_last_p[i * D + d];
-        }
-        for (int64_t d = 0; d < D; ++d) {
-          const float G = a * gr[d] - kr[d] * c + carry[d];  // ḡ_t + λG_{t+1}
-          gxr[d] = G;
-          carry[d] = lam * G;
-        }
-        beta_acc += static_cast<double>(cross) * rebuild;
       }
-      if (state_p) {  // carry is now λ G_0 = dL/dstate
-        float cross = 0.f;
-        for (int64_t d = 0; d < D; ++d) {
-          g_state_p[i * D + d] = carry[d];
-          cross += state_p[i * D + d] * carry[d];
+      for (int64_t h = h0; h < h1; ++h) {
+        const int64_t i = b * H + h;
+        if (state_p) {  // the carry is now λ G_0 = dL/dstate
+          float cross = 0.f;
+          for (int64_t d = 0; d < D; ++d) {
+            g_state_p[i * D + d] = buffer[h * D + d];
+            cross += state_p[i * D + d] * buffer[h * D + d];
+          }
+          beta_acc[h] += cross;
         }
-        beta_acc += cross;
+        g_beta_p[i] = -beta_acc[h];
+        g_log_scale_p[i] = scale_acc[h];
       }
-      g_beta_p[i] = -beta_acc;
-      g_log_scale_p[i] = scale_acc;
-    }
+    });
   });
   return {g_x, g_beta, g_log_scale, g_state};
 }
@@ -188,26 +213,27 @@ std::vector<torch::Tensor> values_forward(const torch::Tensor& u, const torch::T
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> buffer(D), zeros(D, 0.f);  // zeros: u_T
     float* __restrict__ m = buffer.data();
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / H, h = i % H;
-      const float c = coef_p[h], r = scale_p[h];
+    for_each_run(begin, end, H, [&](int64_t b, int64_t h0, int64_t h1) {
       for (int64_t t = 0; t < T; ++t) {
-        const int64_t row = (b * T + t) * H + h;
-        const float* __restrict__ now = u_p + row * D;
-        const float* __restrict__ next = t + 1 < T ? u_p + (row + H) * D : zeros.data();
-        float ss = 0.f;
-        for (int64_t d = 0; d < D; ++d) {
-          const float x = c * now[d] + (1.f - c) * next[d];
-          m[d] = x;
-          ss += x * x;
+        for (int64_t h = h0; h < h1; ++h) {
+          const int64_t row = (b * T + t) * H + h;
+          const float c = coef_p[h];
+          const float* __restrict__ now = u_p + row * D;
+          const float* __restrict__ next = t + 1 < T ? u_p + (row + H) * D : zeros.data();
+          float ss = 0.f;
+          for (int64_t d = 0; d < D; ++d) {
+            const float x = c * now[d] + (1.f - c) * next[d];
+            m[d] = x;
+            ss += x * x;
+          }
+          const float n = std::sqrt(ss) + kEps;
+          const float f = scale_p[h] / n;
+          norm_p[row] = n;
+          float* __restrict__ vr = v_p + row * D;
+          for (int64_t d = 0; d < D; ++d) vr[d] = m[d] * f;
         }
-        const float n = std::sqrt(ss) + kEps;
-        const float f = r / n;
-        norm_p[row] = n;
-        float* __restrict__ vr = v_p + row * D;
-        for (int64_t d = 0; d < D; ++d) vr[d] = m[d] * f;
       }
-    }
+    });
   });
   return {v, norm};
 }
@@ -238,38 +264,44 @@ std::vector<torch::Tensor> values_backward(const torch::Tensor& grad, const torc
   double* g_coef_p = g_coef.data_ptr<double>();
   double* g_log_scale_p = g_log_scale.data_ptr<double>();
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> buffer(D), zeros(D, 0.f);  // zeros: u_T
-    float* __restrict__ g_m_prev = buffer.data();
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / H, h = i % H;
-      const float c = coef_p[h], r = scale_p[h];
-      double coef_acc = 0.0, scale_acc = 0.0;
-      for (int64_t d = 0; d < D; ++d) g_m_prev[d] = 0.f;
-      for (int64_t t = 0; t < T; ++t) {
-        const int64_t row = (b * T + t) * H + h;
-        const float* __restrict__ gr = g_p + row * D;
-        const float* __restrict__ vr = v_p + row * D;
-        const float* __restrict__ now = u_p + row * D;
-        const float* __restrict__ next = t + 1 < T ? u_p + (row + H) * D : zeros.data();
-        float dot = 0.f;
-        for (int64_t d = 0; d < D; ++d) dot += vr[d] * gr[d];
-        scale_acc += dot;
-        const float n = norm_p[row];
-        const float rn = std::max(n - kEps, FLT_MIN);
-        const float a = r / n, e = dot / (r * rn);
-        float* __restrict__ gur = g_u_p + row * D;
-        float dc = 0.f;
-        for (int64_t d = 0; d < D; ++d) {
-          const float gm = a * gr[d] - vr[d] * e;
-          dc += gm * (now[d] - next[d]);  // dm_t/dc = u_t - u_{t+1}
-          gur[d] = c * gm + (1.f - c) * g_m_prev[d];     // u_t enters m_t with c and m_{t-1} with 1 - c
-          g_m_prev[d] = gm;
-        }
-        coef_acc += dc;
+    std::vector<float> buffer(H * D), zeros(D, 0.f);  // dL/dm_{t-1} of each head of the run; zeros: u_T
+    std::vector<double> coef_acc(H), scale_acc(H);
+    for_each_run(begin, end, H, [&](int64_t b, int64_t h0, int64_t h1) {
+      for (int64_t h = h0; h < h1; ++h) {
+        coef_acc[h] = scale_acc[h] = 0.0;
+        for (int64_t d = 0; d < D; ++d) buffer[h * D + d] = 0.f;
       }
-      g_coef_p[i] = coef_acc;
-      g_log_scale_p[i] = scale_acc;
-    }
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t h = h0; h < h1; ++h) {
+          const int64_t row = (b * T + t) * H + h;
+          const float c = coef_p[h], r = scale_p[h];
+          const float* __restrict__ gr = g_p + row * D;
+          const float* __restrict__ vr = v_p + row * D;
+          const float* __restrict__ now = u_p + row * D;
+          const float* __restrict__ next = t + 1 < T ? u_p + (row + H) * D : zeros.data();
+          float* __restrict__ g_m_prev = buffer.data() + h * D;
+          float dot = 0.f;
+          for (int64_t d = 0; d < D; ++d) dot += vr[d] * gr[d];
+          const float n = norm_p[row];
+          const float rn = std::max(n - kEps, FLT_MIN);
+          const float a = r / n, e = dot / (r * rn);
+          float* __restrict__ gur = g_u_p + row * D;
+          float dc = 0.f;
+          for (int64_t d = 0; d < D; ++d) {
+            const float gm = a * gr[d] - vr[d] * e;
+            dc += gm * (now[d] - next[d]);              // dm_t/dc = u_t - u_{t+1}
+            gur[d] = c * gm + (1.f - c) * g_m_prev[d];  // u_t enters m_t with c and m_{t-1} with 1 - c
+            g_m_prev[d] = gm;
+          }
+          coef_acc[h] += dc;
+          scale_acc[h] += dot;
+        }
+      }
+      for (int64_t h = h0; h < h1; ++h) {
+        g_coef_p[b * H + h] = coef_acc[h];
+        g_log_scale_p[b * H + h] = scale_acc[h];
+      }
+    });
   });
   return {g_u, g_coef, g_log_scale};
 }
