@@ -7,6 +7,8 @@ Memory Mosaic's against the GPT baseline's, on the same input in the same run. P
 Pairs to compare: the contextual memory with the GPT's attention, the persistent memory with the GPT's MLP. The
 persistent memory is further split into its key extractor (W_k, leaky average, normalisation) and its bank retrieval
 (softmax over 3.5·d slots per head, on ``scaled_dot_product_attention``), with the matmul FLOPs of each sub-layer.
+The key path (leaky average, normalisation, scale) and the value path (peek mixing, normalisation, scale) are also
+timed alone, on their fused CPU kernels and on their eager forms (``*_eager``).
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from collections.abc import Callable
 import torch
 
 from memory_mosaics.cli import positive
-from memory_mosaics.layers.features import merge_heads
+from memory_mosaics.layers.features import merge_heads, split_heads
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
+from memory_mosaics.ops import kernels
+from memory_mosaics.ops.leaky import scaled_leaky_keys
+from memory_mosaics.ops.peek import peek_values
 
 
 def time_fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int) -> dict[str, float]:
@@ -43,6 +48,19 @@ def time_fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, re
     return {key: round(t, 2) for key, t in best.items()}
 
 
+def eager(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """fn with the fused CPU kernels off: the nodes it builds, and so their backward passes, are the eager ones."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        previous = kernels.set_enabled(False)
+        try:
+            return fn(x)
+        finally:
+            kernels.set_enabled(previous)
+
+    return run
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--context", type=positive, default=512)
@@ -61,6 +79,15 @@ def main() -> None:
     pm = mb.mlp
     x = torch.randn(args.batch, args.context, args.d, requires_grad=True)
     keys = pm.key(x)[0].detach().requires_grad_()
+    u = torch.randn(args.batch, args.context, args.d, requires_grad=True)  # a projection, split into heads below
+    key, value = pm.key, mb.attn.value
+
+    def key_path(t: torch.Tensor) -> torch.Tensor:
+        return merge_heads(scaled_leaky_keys(split_heads(t, args.heads), key.decay_rate, key.log_scale)[0])
+
+    def value_path(t: torch.Tensor) -> torch.Tensor:
+        return merge_heads(peek_values(split_heads(t, args.heads), value.coef, 10 * value.val_scale))
+
     cases = {
         "mosaic_block": (mb, x),
         "gpt_block": (gb, x),
@@ -70,6 +97,10 @@ def main() -> None:
         "gpt_mlp": (gb.mlp, x),
         "persistent_key_extractor": (lambda t: merge_heads(pm.key(t)[0]), x),
         "persistent_bank_retrieval": (lambda k: merge_heads(pm.retrieve(k)), keys),
+        "key_path": (key_path, u),
+        "key_path_eager": (eager(key_path), u),
+        "value_path": (value_path, u),
+        "value_path_eager": (eager(value_path), u),
     }
     tokens, d, m = args.batch * args.context, args.d, pm.P_k.shape[2]
     flops = {  # matmul FLOPs of forward + backward (3× forward), without the flash backward's recomputation

@@ -31,6 +31,7 @@ import torch
 
 from memory_mosaics.cli import device_name, positive
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
+from memory_mosaics.ops import kernels
 
 KINDS = ("mosaic", "gpt")
 
@@ -75,9 +76,24 @@ def trainer(kind: str, args: argparse.Namespace, context: int) -> tuple[torch.nn
     return model, step
 
 
+def without_kernels(step: Callable[[], None]) -> Callable[[], None]:
+    """The step with the fused CPU kernels switched off (the eager forms of the key and value paths)."""
+
+    def eager_step() -> None:
+        previous = kernels.set_enabled(False)
+        try:
+            step()
+        finally:
+            kernels.set_enabled(previous)
+
+    return eager_step
+
+
 def measure_speed(args: argparse.Namespace, context: int, queue: mp.Queue) -> None:
     steps = {kind: trainer(kind, args, context)[1] for kind in KINDS}
-    times: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    if args.compare_eager:  # a third model, the same Mosaic on the eager forms, taking its steps in turn too
+        steps["mosaic_eager"] = without_kernels(trainer("mosaic", args, context)[1])
+    times: dict[str, list[float]] = {kind: [] for kind in steps}
     for i in range(args.warmup + args.steps):
         for kind, step in steps.items():
             t0 = time.perf_counter()
@@ -158,6 +174,11 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+    p.add_argument(
+        "--compare-eager",
+        action="store_true",
+        help="also time the Memory Mosaic with its fused CPU kernels off, in turn with the other two (speed only)",
+    )
     args = p.parse_args()
     for context in args.contexts:  # refuse an impossible shape here, not in a child process
         try:
@@ -189,6 +210,12 @@ def main() -> None:
         paired = [m / g for run in runs for m, g in zip(run["mosaic"], run["gpt"], strict=True)]
         result["mosaic_over_gpt_tokens_per_s"] = statistics.median(paired)
         result["ratio_per_repeat"] = [statistics.median(run["mosaic"]) / statistics.median(run["gpt"]) for run in runs]
+        if args.compare_eager:
+            eager = [e / g for run in runs for e, g in zip(run["mosaic_eager"], run["gpt"], strict=True)]
+            result["mosaic_eager"] = {
+                "tokens_per_s": statistics.median(tps for run in runs for tps in run["mosaic_eager"])
+            }
+            result["mosaic_eager_over_gpt_tokens_per_s"] = statistics.median(eager)
         result["mosaic_over_gpt_peak_memory"] = mm["peak_mib"] / gpt["peak_mib"]
         report["results"][str(context)] = result
         print(json.dumps({"context": context, **result}), flush=True)
