@@ -6,7 +6,8 @@ Three forms, as in flash-linear-attention:
   * ``leaky_average_step``: the O(1) update for streaming, with the decay λ_h precomputed (``step_decay``).
 
 The key path of eq. (6), leaky average then scaled normalisation, comes in the same three forms:
-``scaled_leaky_keys_naive``, ``scaled_leaky_keys`` (one autograd node) and ``scaled_leaky_keys_step``.
+``scaled_leaky_keys_naive``, ``scaled_leaky_keys`` (one autograd node; for fp32 CPU tensors, on the fused kernels of
+``ops/kernels.py``) and ``scaled_leaky_keys_step``.
 
 Shapes: ``x`` is (B, H, T, D); ``beta`` is (H,) with β_h ≥ 0; a state is k̄ at the last position, (B, H, D).
 

@@ -2,7 +2,8 @@
 
 ``peek_values_naive`` is the composition of tensor operations (reference); ``peek_values`` is the training form: one
 autograd node that keeps only u and the norms (the values themselves are kept by the retrieval), instead of the four
-activations autograd would keep; ``peek_values_step`` is the streaming form, where u_{t+1} is the next token's
+activations autograd would keep (for fp32 CPU tensors, on the fused kernels of ``ops/kernels.py``);
+``peek_values_step`` is the streaming form, where u_{t+1} is the next token's
 projection, with the per-head constants of ``value_constants``.
 The last position has no successor and takes u_T = 0; a look-ahead ≥ 1 never reads its value.
 """
