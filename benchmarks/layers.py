@@ -52,11 +52,8 @@ def eager(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor]
     """fn with the fused CPU kernels off: the nodes it builds, and so their backward passes, are the eager ones."""
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        previous = kernels.set_enabled(False)
-        try:
+        with kernels.disabled():
             return fn(x)
-        finally:
-            kernels.set_enabled(previous)
 
     return run
 

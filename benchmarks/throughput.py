@@ -80,11 +80,8 @@ def without_kernels(step: Callable[[], None]) -> Callable[[], None]:
     """The step with the fused CPU kernels switched off (the eager forms of the key and value paths)."""
 
     def eager_step() -> None:
-        previous = kernels.set_enabled(False)
-        try:
+        with kernels.disabled():
             step()
-        finally:
-            kernels.set_enabled(previous)
 
     return eager_step
 

@@ -104,12 +104,9 @@ def test_turning_the_kernels_off_selects_the_eager_nodes():
     coef, beta = torch.rand(3), torch.rand(3)
     assert type(scaled_leaky_keys(x, beta, coef)[0].grad_fn).__name__ == "_ScaledLeakyKeysCPUBackward"
     assert type(peek_values(x, coef, beta).grad_fn).__name__ == "_PeekValuesCPUBackward"
-    previous = kernels.set_enabled(False)
-    try:
+    with kernels.disabled():
         assert type(scaled_leaky_keys(x, beta, coef)[0].grad_fn).__name__ == "_ScaledLeakyKeysBackward"
         assert type(peek_values(x, coef, beta).grad_fn).__name__ == "_PeekValuesBackward"
-    finally:
-        kernels.set_enabled(previous)
 
 
 def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
@@ -145,11 +142,8 @@ def test_a_model_trains_alike_with_and_without_the_kernels(monkeypatch):
 
     loss, grads = loss_and_grads()
     assert calls, "the model did not use the kernels"
-    previous = kernels.set_enabled(False)
-    try:
+    with kernels.disabled():
         loss_ref, grads_ref = loss_and_grads()
-    finally:
-        kernels.set_enabled(previous)
     torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-5)
     for name, g in grads.items():
         scale = grads_ref[name].abs().max().clamp_min(1e-3)

@@ -16,6 +16,8 @@ import os
 import platform
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -44,6 +46,16 @@ def set_enabled(enabled: bool) -> bool:
     return previous
 
 
+@contextmanager
+def disabled() -> Iterator[None]:
+    """The eager forms inside this block: the nodes built in it, and so their backward passes, are the eager ones."""
+    previous = set_enabled(False)
+    try:
+        yield
+    finally:
+        set_enabled(previous)
+
+
 def _build_flags() -> tuple[str, list[str], list[str]]:
     """The extension's name, compiler flags and linker flags. The instruction set is PyTorch's own choice for this CPU,
     and part of the name, so a cache shared by different machines never hands one a build it cannot run."""
@@ -67,7 +79,10 @@ def _build() -> ModuleType:
     except Exception:  # a private helper: if it moves, say nothing rather than fail
         built = True
     if not built:
-        print("memory_mosaics: compiling the fused CPU kernels, once per machine (about a minute) ...", file=sys.stderr)
+        print(
+            "memory_mosaics: compiling the fused CPU kernels, once per machine (about 40 s on two cores) ...",
+            file=sys.stderr,
+        )
     return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=cflags, extra_ldflags=ldflags)
 
 

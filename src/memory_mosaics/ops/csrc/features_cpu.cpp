@@ -2,7 +2,7 @@
 // peek-ahead value path (mixing, normalisation, scale), forward and backward, each in one pass over memory.
 //
 // Eager PyTorch runs each of these as a dozen passes over (B, H, T, D) tensors, with a full-size temporary for most of
-// them; here every (sequence, head) pair is one sequential loop over time that keeps its D-vector in registers.
+// them; here each thread walks its sequences once in time order, keeping each head's running D-vector in a buffer.
 // Layout: every (B, T, H, D) tensor is contiguous and time-major, as the projections W_k x and W_v x are; per-position
 // norms are (B, T, H). Per-head parameter gradients come back per (sequence, head), (B, H), in fp64: the caller sums
 // over B. fp32 only; the Python side keeps the eager path for every other case.
@@ -31,6 +31,16 @@ void check_heads(const torch::Tensor& p, int64_t H, const char* name) {
               " must be a float32 vector of one entry per head");
 }
 
+// An optional per-sequence state (B, H, D) as a contiguous fp32 tensor, undefined when absent; data() is then null.
+torch::Tensor per_sequence(const c10::optional<torch::Tensor>& t, int64_t numel, const char* name) {
+  if (!t.has_value()) return {};
+  auto c = t->contiguous();
+  TORCH_CHECK(c.scalar_type() == at::kFloat && c.numel() == numel, name, " must be (B, H, D) float32");
+  return c;
+}
+
+const float* data(const torch::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
 // Calls f(b, h0, h1) for the (sequence, head) pairs [begin, end) of one thread, grouped by sequence: each group then
 // walks its sequence in time order through contiguous rows of its heads, instead of striding across the heads of every
 // row (one pass over the tensor per head).
@@ -54,13 +64,8 @@ std::vector<torch::Tensor> keys_forward(const torch::Tensor& x, const torch::Ten
   auto k = torch::empty_like(x);
   auto norm = torch::empty({B, T, H}, x.options());
   auto last = torch::empty({B, H, D}, x.options());
-  const float* state_p = nullptr;
-  torch::Tensor state_c;
-  if (state.has_value()) {
-    state_c = state->contiguous();
-    TORCH_CHECK(state_c.scalar_type() == at::kFloat && state_c.numel() == B * H * D, "state must be (B, H, D) float32");
-    state_p = state_c.data_ptr<float>();
-  }
+  const auto state_c = per_sequence(state, B * H * D, "state");
+  const float* state_p = data(state_c);
   const float* x_p = x.data_ptr<float>();
   const float* decay_p = decay.data_ptr<float>();
   const float* scale_p = scale.data_ptr<float>();
@@ -119,22 +124,12 @@ std::vector<torch::Tensor> keys_backward(const torch::Tensor& grad, const torch:
   auto dbl = k.options().dtype(at::kDouble);
   auto g_beta = torch::empty({B, H}, dbl);
   auto g_log_scale = torch::empty({B, H}, dbl);
-  torch::Tensor g_state = torch::empty({0}, k.options()), state_c, grad_last_c;  // empty: no state
-  const float *state_p = nullptr, *grad_last_p = nullptr;
-  float* g_state_p = nullptr;
-  if (state.has_value()) {
-    state_c = state->contiguous();
-    TORCH_CHECK(state_c.scalar_type() == at::kFloat && state_c.numel() == B * H * D, "state must be (B, H, D) float32");
-    state_p = state_c.data_ptr<float>();
-    g_state = torch::empty({B, H, D}, k.options());
-    g_state_p = g_state.data_ptr<float>();
-  }
-  if (grad_last.has_value()) {
-    grad_last_c = grad_last->contiguous();
-    TORCH_CHECK(grad_last_c.scalar_type() == at::kFloat && grad_last_c.numel() == B * H * D,
-                "grad_last must be (B, H, D) float32");
-    grad_last_p = grad_last_c.data_ptr<float>();
-  }
+  const auto state_c = per_sequence(state, B * H * D, "state");
+  const auto grad_last_c = per_sequence(grad_last, B * H * D, "grad_last");
+  const float *state_p = data(state_c), *grad_last_p = data(grad_last_c);
+  // empty without a state
+  auto g_state = state_p ? torch::empty({B, H, D}, k.options()) : torch::empty({0}, k.options());
+  float* g_state_p = state_p ? g_state.data_ptr<float>() : nullptr;
   const float* g_p = grad.data_ptr<float>();
   const float* k_p = k.data_ptr<float>();
   const float* norm_p = norm.data_ptr<float>();
