@@ -9,9 +9,19 @@ from memory_mosaics.models import MemoryMosaic, MosaicConfig
 from memory_mosaics.ops import kernels
 from memory_mosaics.ops.leaky import scaled_leaky_keys, scaled_leaky_keys_naive
 from memory_mosaics.ops.peek import peek_values, peek_values_naive
+from memory_mosaics.ops.retrieval import bank_retrieval, retrieval_naive
 
 # (B, T, H, D): T > 1 (one position takes the step form), odd sizes, and the head sizes the models use
 SHAPES = [(1, 2, 1, 1), (2, 7, 3, 4), (2, 64, 4, 8), (1, 130, 2, 5), (3, 257, 2, 3), (2, 33, 8, 32), (1, 20, 2, 128)]
+# (B, T, H, D, m) for the bank: one query, a bank of one pair, B·T around the kernel's 64-row tiles, a d = 256 bank
+BANK_SHAPES = [
+    (1, 1, 1, 1, 1),
+    (2, 7, 3, 4, 1),
+    (1, 64, 2, 8, 13),
+    (1, 65, 2, 5, 7),
+    (3, 43, 2, 3, 50),
+    (2, 33, 8, 32, 896),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +30,7 @@ def built():
     if not kernels.set_enabled(True):
         kernels.set_enabled(False)
         pytest.skip(f"{kernels.ENV}=0")
-    assert kernels.features_cpu() is not None, "the fused CPU kernels did not build"
+    assert kernels.extension() is not None, "the fused CPU kernels did not build"
 
 
 def time_major(B, T, H, D, dtype=torch.float32):
@@ -68,11 +78,41 @@ def test_values_kernel_matches_the_reference_in_outputs_and_gradients(shape):
     compare(peek_values, peek_values_naive, [u, torch.rand(H), torch.randn(H)])
 
 
+def bank_node(y) -> str:
+    """The node that made ``y`` under the views that lay it out (B, H, T, D)."""
+    node = y.grad_fn
+    while type(node).__name__ in ("TransposeBackward0", "ViewBackward0", "ReshapeAliasBackward0"):
+        node = node.next_functions[0][0]
+    return type(node).__name__
+
+
+def bank_naive(q, P_k, P_v):
+    """The reference: every sequence attends to the same bank."""
+    B = q.shape[0]
+    return retrieval_naive(q, P_k.expand(B, -1, -1, -1), P_v.expand(B, -1, -1, -1), lookahead=None)
+
+
+@pytest.mark.parametrize("shape", BANK_SHAPES)
+def test_bank_kernel_matches_the_reference_in_outputs_and_gradients(shape):
+    B, T, H, D, m = shape
+    q = time_major(B, T, H, D)
+    P_k, P_v = torch.randn(H, m, D), torch.randn(H, m, D)
+    assert kernels.applies(q, P_k, P_v) and kernels.has_bank()
+    compare(bank_retrieval, bank_naive, [q, P_k, P_v])
+
+
+def test_bank_kernel_is_stable_for_large_scores():
+    """Scores of several hundred (learned key scales grow) must not overflow the exp."""
+    q, P_k, P_v = time_major(2, 70, 2, 8) * 40, torch.randn(2, 30, 8), torch.randn(2, 30, 8)
+    compare(bank_retrieval, bank_naive, [q, P_k, P_v])
+
+
 def test_kernels_keep_the_layout_of_a_projection():
     x = time_major(2, 9, 3, 4)
     k, last = scaled_leaky_keys(x, torch.rand(3), torch.zeros(3))
     assert k.transpose(1, 2).is_contiguous() and last.shape == (2, 3, 4)
     assert peek_values(x, torch.rand(3), torch.zeros(3)).transpose(1, 2).is_contiguous()
+    assert bank_retrieval(x, torch.randn(3, 5, 4), torch.randn(3, 5, 4)).transpose(1, 2).is_contiguous()
 
 
 def test_zero_keys_have_finite_gradients():
@@ -97,6 +137,8 @@ def test_other_inputs_keep_the_eager_forms(make):
     assert not kernels.applies(x)
     k, _ = scaled_leaky_keys(x, torch.rand(3, dtype=x.dtype), torch.zeros(3, dtype=x.dtype))
     assert type(k.grad_fn).__name__ == "_ScaledLeakyKeysBackward"
+    y = bank_retrieval(x, torch.randn(3, 5, 4, dtype=x.dtype), torch.randn(3, 5, 4, dtype=x.dtype))
+    assert bank_node(y) != "_BankRetrievalCPUBackward"
 
 
 def test_turning_the_kernels_off_selects_the_eager_nodes():
@@ -104,9 +146,22 @@ def test_turning_the_kernels_off_selects_the_eager_nodes():
     coef, beta = torch.rand(3), torch.rand(3)
     assert type(scaled_leaky_keys(x, beta, coef)[0].grad_fn).__name__ == "_ScaledLeakyKeysCPUBackward"
     assert type(peek_values(x, coef, beta).grad_fn).__name__ == "_PeekValuesCPUBackward"
+    bank = torch.randn(3, 5, 4), torch.randn(3, 5, 4)
+    assert bank_node(bank_retrieval(x, *bank)) == "_BankRetrievalCPUBackward"
     with kernels.disabled():
         assert type(scaled_leaky_keys(x, beta, coef)[0].grad_fn).__name__ == "_ScaledLeakyKeysBackward"
         assert type(peek_values(x, coef, beta).grad_fn).__name__ == "_PeekValuesBackward"
+        assert bank_node(bank_retrieval(x, *bank)) == "ScaledDotProductFlashAttentionForCpuBackward0"
+
+
+def test_without_the_bank_kernel_the_bank_runs_on_sdpa(monkeypatch):
+    """Where PyTorch has no MKL the extension is built without the bank kernel; the other kernels still serve."""
+    monkeypatch.setattr(kernels, "has_bank", lambda: False)
+    x = time_major(2, 9, 3, 4).requires_grad_()
+    P_k, P_v = torch.randn(3, 5, 4), torch.randn(3, 5, 4)
+    y = bank_retrieval(x, P_k, P_v)
+    assert bank_node(y) == "ScaledDotProductFlashAttentionForCpuBackward0"
+    compare(bank_retrieval, bank_naive, [x, P_k, P_v])
 
 
 def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
@@ -127,8 +182,9 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
 
 def test_a_model_trains_alike_with_and_without_the_kernels(monkeypatch):
     calls = []
-    build = kernels.features_cpu
-    monkeypatch.setattr(kernels, "features_cpu", lambda: calls.append(1) or build())
+    build, bank = kernels.extension, kernels.bank_forward
+    monkeypatch.setattr(kernels, "extension", lambda: calls.append(1) or build())
+    monkeypatch.setattr(kernels, "bank_forward", lambda *a: calls.append("bank") or bank(*a))
     torch.manual_seed(0)
     config = MosaicConfig(vocab_size=50, block_size=32, n_layer=2, n_head=4, n_embd=32)
     model = MemoryMosaic(config)
@@ -141,7 +197,7 @@ def test_a_model_trains_alike_with_and_without_the_kernels(monkeypatch):
         return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
     loss, grads = loss_and_grads()
-    assert calls, "the model did not use the kernels"
+    assert calls and "bank" in calls, "the model did not use the kernels"
     with kernels.disabled():
         loss_ref, grads_ref = loss_and_grads()
     torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-5)
@@ -159,11 +215,15 @@ def test_the_kernels_are_operators_torch_compile_can_trace(with_state):
     state = torch.randn(B, H, D) if with_state else None
     k, norm, _ = kernels.keys_forward(x, decay, scale, state)
     v, v_norm = kernels.values_forward(x, decay, scale)
+    q, g, P_k, P_v = x.view(B * T, H, D), grad.view(B * T, H, D), torch.randn(H, 6, D), torch.randn(H, 6, D)
+    y, lse = kernels.bank_forward(q, P_k, P_v)
     cases = [
         (kernels.keys_forward, (x, decay, scale, state)),
         (kernels.keys_backward, (grad, k, norm, decay, scale, state, torch.randn(B, H, D))),
         (kernels.values_forward, (x, decay, scale)),
         (kernels.values_backward, (grad, x, v, v_norm, decay, scale)),
+        (kernels.bank_forward, (q, P_k, P_v)),
+        (kernels.bank_backward, (g, q, P_k, P_v, y, lse)),
     ]
     for op, args in cases:
         torch.library.opcheck(op, args)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from memory_mosaics.layers.features import KeyExtractor, merge_heads
-from memory_mosaics.ops.retrieval import retrieval
+from memory_mosaics.ops.retrieval import bank_retrieval
 from memory_mosaics.state import PersistentState
 
 
@@ -14,8 +14,8 @@ class PersistentMemory(nn.Module):
     """H persistent memories of m slots each, followed by the combining layer W_o.
 
     y_t = exp(10·o_h) · mean over banks of softmax(k_t · P_kᵀ) P_v. The bank is a parameter (learned at training time,
-    fixed at inference), so there is no value extractor. Bank attention runs on ``scaled_dot_product_attention`` so the
-    (T × m) score matrix is never stored for the backward pass.
+    fixed at inference), so there is no value extractor. Bank retrieval (``ops.retrieval.bank_retrieval``) never stores
+    the (T × m) score matrix for the backward pass.
     """
 
     def __init__(
@@ -53,13 +53,9 @@ class PersistentMemory(nn.Module):
         """Bank retrieval for keys (B, H, T, hs): the scaled mean over banks of softmax(k · P_kᵀ) P_v.
 
         ``bank`` is ``self.bank(k.dtype)``, when the caller keeps it."""
-        B, H, T, hs = k.shape
-        # One bank serves every sequence, so the batch folds into the query length: the backward pass then accumulates
-        # the bank's gradients once, not per sequence. With keys laid out (B, T, H, hs) the fold is a view.
-        q = k.transpose(1, 2).reshape(1, B * T, H, hs).transpose(1, 2)
         P_k, P_v = self.bank(k.dtype) if bank is None else bank
         y = None
         for pk, pv in zip(P_k, P_v, strict=True):
-            yb = retrieval(q, pk.unsqueeze(0), pv.unsqueeze(0), lookahead=None)
+            yb = bank_retrieval(k, pk, pv)
             y = yb if y is None else y + yb
-        return y.transpose(1, 2).reshape(B, T, H, hs).transpose(1, 2)
+        return y

@@ -9,9 +9,16 @@ from memory_mosaics.ops.leaky import (
     scaled_leaky_keys_step,
 )
 from memory_mosaics.ops.peek import peek_values, peek_values_naive, peek_values_step
-from memory_mosaics.ops.retrieval import gaussian_retrieval_naive, retrieval, retrieval_naive, retrieval_step
+from memory_mosaics.ops.retrieval import (
+    bank_retrieval,
+    gaussian_retrieval_naive,
+    retrieval,
+    retrieval_naive,
+    retrieval_step,
+)
 
 __all__ = [
+    "bank_retrieval",
     "gaussian_retrieval_naive",
     "leaky_average",
     "leaky_average_naive",

@@ -11,6 +11,7 @@ With unit-norm keys, kernel smoothing with the Gaussian kernel exp(-β/2‖q - k
 
 Three forms: ``retrieval_naive`` (loops, tests only), ``retrieval`` (parallel; strict causality is ordinary causality
 on shifted sequences, so it runs on ``scaled_dot_product_attention``), ``retrieval_step`` (one query against a memory).
+``bank_retrieval`` is s = None against one bank shared by every sequence (a persistent memory), with a CPU kernel.
 Shapes: queries (B, H, Tq, D), keys and values (B, H, Tk, D). Query j sits at absolute position ``q_offset + j`` and
 key i at absolute position i.
 """
@@ -21,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from memory_mosaics.ops import kernels
 
 
 def retrieval_naive(
@@ -160,3 +163,34 @@ def retrieval(
         return y
     B, H, _, D = y.shape
     return _concat_time([y.new_zeros(B, H, first, D), y])  # zeros for the queries with an empty memory
+
+
+class _BankRetrievalCPU(torch.autograd.Function):
+    """``bank_retrieval`` on the CPU kernel (``ops/csrc/bank_cpu.cpp``). Queries, output and gradients cross as
+    (N, H, D) rows, the time-major layout of the keys. The backward pass recomputes the scores from the saved
+    log-normalisers, and reuses the output, which the next projection keeps anyway."""
+
+    @staticmethod
+    def forward(ctx, q: Tensor, P_k: Tensor, P_v: Tensor) -> Tensor:
+        y, lse = kernels.bank_forward(q, P_k, P_v)
+        ctx.save_for_backward(q, P_k, P_v, y, lse)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return kernels.bank_backward(g, *ctx.saved_tensors)
+
+
+def bank_retrieval(query: Tensor, P_k: Tensor, P_v: Tensor) -> Tensor:
+    """Retrieval with s = None from one bank of pairs (H, m, D) that serves every sequence: softmax(q · P_kᵀ) P_v for
+    queries (B, H, T, D), output laid out (B, T, H, D) in memory. The persistent memory's retrieval."""
+    B, H, T, D = query.shape
+    if kernels.applies(query, P_k, P_v) and kernels.has_bank():
+        y = _BankRetrievalCPU.apply(query.transpose(1, 2).reshape(B * T, H, D), P_k, P_v)
+        return y.view(B, T, H, D).transpose(1, 2)
+    # The batch folds into the query length (a view, for time-major queries): the backward pass then accumulates the
+    # bank's gradients once, not per sequence.
+    q = query.transpose(1, 2).reshape(1, B * T, H, D).transpose(1, 2)
+    y = retrieval(q, P_k.unsqueeze(0), P_v.unsqueeze(0), lookahead=None)
+    return y.transpose(1, 2).reshape(B, T, H, D).transpose(1, 2)

@@ -10,6 +10,10 @@
 
 #include <ATen/Parallel.h>
 
+#ifdef MEMORY_MOSAICS_BANK
+#include "bank_cpu.h"
+#endif
+
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -308,4 +312,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("keys_backward", &keys_backward);
   m.def("values_forward", &values_forward);
   m.def("values_backward", &values_backward);
+#ifdef MEMORY_MOSAICS_BANK
+  m.def("bank_forward", &bank_forward);
+  m.def("bank_backward", &bank_backward);
+#endif
 }
