@@ -6,9 +6,10 @@ Memory Mosaic's against the GPT baseline's, on the same input in the same run. P
 
 Pairs to compare: the contextual memory with the GPT's attention, the persistent memory with the GPT's MLP. The
 persistent memory is further split into its key extractor (W_k, leaky average, normalisation) and its bank retrieval
-(softmax over 3.5·d slots per head, on ``scaled_dot_product_attention``), with the matmul FLOPs of each sub-layer.
-The key path (leaky average, normalisation, scale) and the value path (peek mixing, normalisation, scale) are also
-timed alone, on their fused CPU kernels and on their eager forms (``*_eager``).
+(softmax over 3.5·d slots per head), with the matmul FLOPs of each sub-layer. The bank retrieval is timed on its CPU
+kernel and on ``scaled_dot_product_attention`` (``*_sdpa``), the key path (leaky average, normalisation, scale) and
+the value path (peek mixing, normalisation, scale) alone on their fused CPU kernels and on their eager forms
+(``*_eager``).
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def main() -> None:
         "gpt_mlp": (gb.mlp, x),
         "persistent_key_extractor": (lambda t: merge_heads(pm.key(t)[0]), x),
         "persistent_bank_retrieval": (lambda k: merge_heads(pm.retrieve(k)), keys),
+        "persistent_bank_retrieval_sdpa": (eager(lambda k: merge_heads(pm.retrieve(k))), keys),
         "key_path": (key_path, u),
         "key_path_eager": (eager(key_path), u),
         "value_path": (value_path, u),
@@ -102,6 +104,7 @@ def main() -> None:
     tokens, d, m = args.batch * args.context, args.d, pm.P_k.shape[2]
     flops = {  # matmul FLOPs of forward + backward (3× forward), without the flash backward's recomputation
         "persistent_bank_retrieval": 3 * 2 * tokens * 2 * m * d,
+        "persistent_bank_retrieval_sdpa": 3 * 2 * tokens * 2 * m * d,
         "gpt_mlp": 3 * 2 * tokens * 8 * d * d,
         "persistent_key_extractor": 3 * 2 * tokens * d * d,
     }
