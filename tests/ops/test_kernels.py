@@ -1,5 +1,6 @@
 """The fused CPU kernels against the naive references (outputs and gradients of every input), and their dispatch."""
 
+import importlib
 import warnings
 
 import pytest
@@ -10,6 +11,8 @@ from memory_mosaics.ops import kernels
 from memory_mosaics.ops.leaky import scaled_leaky_keys, scaled_leaky_keys_naive
 from memory_mosaics.ops.peek import peek_values, peek_values_naive
 from memory_mosaics.ops.retrieval import bank_retrieval, retrieval_naive
+
+retrieval = importlib.import_module("memory_mosaics.ops.retrieval")  # the module: ops re-exports a function of its name
 
 # (B, T, H, D): T > 1 (one position takes the step form), odd sizes, and the head sizes the models use
 SHAPES = [(1, 2, 1, 1), (2, 7, 3, 4), (2, 64, 4, 8), (1, 130, 2, 5), (3, 257, 2, 3), (2, 33, 8, 32), (1, 20, 2, 128)]
@@ -93,11 +96,12 @@ def bank_naive(q, P_k, P_v):
 
 
 @pytest.mark.parametrize("shape", BANK_SHAPES)
-def test_bank_kernel_matches_the_reference_in_outputs_and_gradients(shape):
+def test_bank_kernel_matches_the_reference_in_outputs_and_gradients(shape, monkeypatch):
+    monkeypatch.setattr(retrieval, "BANK_KERNEL_MIN_QUERIES", 1)  # the kernel for every shape, down to one query
     B, T, H, D, m = shape
     q = time_major(B, T, H, D)
     P_k, P_v = torch.randn(H, m, D), torch.randn(H, m, D)
-    assert kernels.applies(q, P_k, P_v) and kernels.has_bank()
+    assert bank_node(bank_retrieval(q.requires_grad_(), P_k, P_v)) == "_BankRetrievalCPUBackward"
     compare(bank_retrieval, bank_naive, [q, P_k, P_v])
 
 
@@ -146,18 +150,24 @@ def test_turning_the_kernels_off_selects_the_eager_nodes():
     coef, beta = torch.rand(3), torch.rand(3)
     assert type(scaled_leaky_keys(x, beta, coef)[0].grad_fn).__name__ == "_ScaledLeakyKeysCPUBackward"
     assert type(peek_values(x, coef, beta).grad_fn).__name__ == "_PeekValuesCPUBackward"
-    bank = torch.randn(3, 5, 4), torch.randn(3, 5, 4)
-    assert bank_node(bank_retrieval(x, *bank)) == "_BankRetrievalCPUBackward"
+    q, bank = time_major(2, 32, 3, 4).requires_grad_(), (torch.randn(3, 5, 4), torch.randn(3, 5, 4))
+    assert bank_node(bank_retrieval(q, *bank)) == "_BankRetrievalCPUBackward"
     with kernels.disabled():
         assert type(scaled_leaky_keys(x, beta, coef)[0].grad_fn).__name__ == "_ScaledLeakyKeysBackward"
         assert type(peek_values(x, coef, beta).grad_fn).__name__ == "_PeekValuesBackward"
-        assert bank_node(bank_retrieval(x, *bank)) == "ScaledDotProductFlashAttentionForCpuBackward0"
+        assert bank_node(bank_retrieval(q, *bank)) == "ScaledDotProductFlashAttentionForCpuBackward0"
+
+
+def test_streaming_queries_take_sdpa():
+    """Fewer queries than one tile (a streamed token per sequence): the kernel's per-call cost would outweigh it."""
+    q, bank = time_major(4, 1, 3, 4).requires_grad_(), (torch.randn(3, 5, 4), torch.randn(3, 5, 4))
+    assert bank_node(bank_retrieval(q, *bank)) == "ScaledDotProductFlashAttentionForCpuBackward0"
 
 
 def test_without_the_bank_kernel_the_bank_runs_on_sdpa(monkeypatch):
     """Where PyTorch has no MKL the extension is built without the bank kernel; the other kernels still serve."""
     monkeypatch.setattr(kernels, "has_bank", lambda: False)
-    x = time_major(2, 9, 3, 4).requires_grad_()
+    x = time_major(2, 33, 3, 4).requires_grad_()
     P_k, P_v = torch.randn(3, 5, 4), torch.randn(3, 5, 4)
     y = bank_retrieval(x, P_k, P_v)
     assert bank_node(y) == "ScaledDotProductFlashAttentionForCpuBackward0"
@@ -231,8 +241,8 @@ def test_the_kernels_are_operators_torch_compile_can_trace(with_state):
 
 def test_a_compiled_model_matches_the_eager_one():
     torch.manual_seed(0)
-    model = MemoryMosaic(MosaicConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16))
-    x = torch.randint(0, 50, (2, 16))
+    model = MemoryMosaic(MosaicConfig(vocab_size=50, block_size=32, n_layer=1, n_head=2, n_embd=16))
+    x = torch.randint(0, 50, (2, 32))  # 64 queries: the bank kernel serves them
     _, loss = model(x, x)
     loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}

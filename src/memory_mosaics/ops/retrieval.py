@@ -165,6 +165,9 @@ def retrieval(
     return _concat_time([y.new_zeros(B, H, first, D), y])  # zeros for the queries with an empty memory
 
 
+BANK_KERNEL_MIN_QUERIES = 64  # the kernel's tile
+
+
 class _BankRetrievalCPU(torch.autograd.Function):
     """``bank_retrieval`` on the CPU kernel (``ops/csrc/bank_cpu.cpp``). Queries, output and gradients cross as
     (N, H, D) rows, the time-major layout of the keys. The backward pass recomputes the scores from the saved
@@ -186,7 +189,8 @@ def bank_retrieval(query: Tensor, P_k: Tensor, P_v: Tensor) -> Tensor:
     """Retrieval with s = None from one bank of pairs (H, m, D) that serves every sequence: softmax(q · P_kᵀ) P_v for
     queries (B, H, T, D), output laid out (B, T, H, D) in memory. The persistent memory's retrieval."""
     B, H, T, D = query.shape
-    if kernels.applies(query, P_k, P_v) and kernels.has_bank():
+    # below one tile of queries (streaming: one per sequence) the kernel's per-call cost outweighs what it saves
+    if B * T >= BANK_KERNEL_MIN_QUERIES and kernels.applies(query, P_k, P_v) and kernels.has_bank():
         y = _BankRetrievalCPU.apply(query.transpose(1, 2).reshape(B * T, H, D), P_k, P_v)
         return y.view(B, T, H, D).transpose(1, 2)
     # The batch folds into the query length (a view, for time-major queries): the backward pass then accumulates the

@@ -7,7 +7,7 @@
 // rather than store (T × m) probabilities, and rows cross in the time-major layout of the projections, so neither
 // direction copies. The matrix products are MKL's sgemm (single-threaded inside the parallel loop).
 //
-// Layouts: queries and gradients (N, H, D) with unit stride in D (N = batch × time), the bank (H, m, D).
+// Layouts: queries, outputs and gradients contiguous (N, H, D) (N = batch × time), the bank (H, m, D).
 
 #include "bank_cpu.h"
 
@@ -107,7 +107,7 @@ void softmax_backward(float* s, float* dp, int64_t n, float lse, float dot) {
 
 void check(const at::Tensor& q, const at::Tensor& P_k, const at::Tensor& P_v) {
   TORCH_CHECK(q.device().is_cpu() && P_k.device().is_cpu() && P_v.device().is_cpu(), "the bank kernel runs on the CPU");
-  TORCH_CHECK(q.dim() == 3 && q.stride(2) == 1, "queries must be (N, H, D) with unit stride in D");
+  TORCH_CHECK(q.dim() == 3 && q.is_contiguous(), "queries must be contiguous (N, H, D)");
   TORCH_CHECK(P_k.dim() == 3 && P_k.sizes() == P_v.sizes(), "the bank must be (H, m, D) keys and values");
   TORCH_CHECK(P_k.size(0) == q.size(1) && P_k.size(2) == q.size(2), "the bank's heads and size must match the queries");
   TORCH_CHECK(q.scalar_type() == at::kFloat && P_k.scalar_type() == at::kFloat && P_v.scalar_type() == at::kFloat,
@@ -119,16 +119,16 @@ void check(const at::Tensor& q, const at::Tensor& P_k, const at::Tensor& P_v) {
 std::vector<at::Tensor> bank_forward(const at::Tensor& q, const at::Tensor& P_k_in, const at::Tensor& P_v_in) {
   check(q, P_k_in, P_v_in);
   const at::Tensor P_k = P_k_in.contiguous(), P_v = P_v_in.contiguous();
-  const int64_t N = q.size(0), H = q.size(1), D = q.size(2), M = P_k.size(1), tiles = (N + kRows - 1) / kRows;
+  const int64_t N = q.size(0), H = q.size(1), D = q.size(2), M = P_k.size(1), ld = H * D;
+  const int64_t tiles = (N + kRows - 1) / kRows, rows = std::min(kRows, N);
   at::Tensor y = at::empty({N, H, D}, q.options()), lse = at::empty({H, N}, q.options());
-  const int64_t sq = q.stride(0), sh = q.stride(1);
   const float *qp = q.data_ptr<float>(), *pk = P_k.data_ptr<float>(), *pv = P_v.data_ptr<float>();
   float *yp = y.data_ptr<float>(), *lp = lse.data_ptr<float>();
   at::parallel_for(0, H * tiles, 1, [&](int64_t begin, int64_t end) {
-    std::unique_ptr<float[]> S(new float[kRows * M]), sums(new float[kRows]);
+    std::unique_ptr<float[]> S(new float[rows * M]), sums(new float[rows]);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t h = task / tiles, n0 = task % tiles * kRows, r = std::min(kRows, N - n0);
-      gemm(false, true, r, M, D, qp + n0 * sq + h * sh, sq, pk + h * M * D, D, 0.f, S.get(), M);
+      gemm(false, true, r, M, D, qp + n0 * ld + h * D, ld, pk + h * M * D, D, 0.f, S.get(), M);
       for (int64_t i = 0; i < r; ++i) {
         float* s = S.get() + i * M;
         const float mx = row_max(s, M);
@@ -136,11 +136,11 @@ std::vector<at::Tensor> bank_forward(const at::Tensor& q, const at::Tensor& P_k_
         lp[h * N + n0 + i] = mx + std::log(sums[i]);
       }
       // normalise the (R × D) output rather than the (R × m) weights
-      float* yt = yp + n0 * H * D + h * D;
-      gemm(false, false, r, D, M, S.get(), M, pv + h * M * D, D, 0.f, yt, H * D);
+      float* yt = yp + n0 * ld + h * D;
+      gemm(false, false, r, D, M, S.get(), M, pv + h * M * D, D, 0.f, yt, ld);
       for (int64_t i = 0; i < r; ++i) {
         const float inv = 1.f / sums[i];
-        for (int64_t d = 0; d < D; ++d) yt[i * H * D + d] *= inv;
+        for (int64_t d = 0; d < D; ++d) yt[i * ld + d] *= inv;
       }
     }
   });
@@ -151,35 +151,36 @@ std::vector<at::Tensor> bank_backward(const at::Tensor& g_in, const at::Tensor& 
                                       const at::Tensor& P_v_in, const at::Tensor& y, const at::Tensor& lse) {
   check(q, P_k_in, P_v_in);
   const at::Tensor P_k = P_k_in.contiguous(), P_v = P_v_in.contiguous();
-  const at::Tensor g = g_in.stride(2) == 1 ? g_in : g_in.contiguous();
-  TORCH_CHECK(g.sizes() == q.sizes() && y.is_contiguous() && y.sizes() == q.sizes() && lse.is_contiguous(),
+  const at::Tensor g = g_in.contiguous();  // a view already, from the next projection's backward
+  const int64_t N = q.size(0), H = q.size(1), D = q.size(2), M = P_k.size(1), ld = H * D;
+  const int64_t tiles = (N + kRows - 1) / kRows, rows = std::min(kRows, N);
+  TORCH_CHECK(g.sizes() == q.sizes() && y.sizes() == q.sizes() && y.is_contiguous() && lse.is_contiguous() &&
+                  lse.numel() == H * N,
               "bank_backward takes the gradient and the forward's outputs");
-  const int64_t N = q.size(0), H = q.size(1), D = q.size(2), M = P_k.size(1), tiles = (N + kRows - 1) / kRows;
   // the bank's gradients sum over every query: one accumulator per thread, summed at the end
   const int64_t threads = at::get_num_threads();
   at::Tensor g_q = at::empty({N, H, D}, q.options());
   at::Tensor g_pk = at::zeros({threads, H, M, D}, q.options()), g_pv = at::zeros({threads, H, M, D}, q.options());
-  const int64_t sq = q.stride(0), sh = q.stride(1), sg = g.stride(0), sgh = g.stride(1);
   const float *qp = q.data_ptr<float>(), *gp = g.data_ptr<float>(), *yp = y.data_ptr<float>();
   const float *pk = P_k.data_ptr<float>(), *pv = P_v.data_ptr<float>(), *lp = lse.data_ptr<float>();
   float *gqp = g_q.data_ptr<float>(), *gpk = g_pk.data_ptr<float>(), *gpv = g_pv.data_ptr<float>();
   at::parallel_for(0, H * tiles, 1, [&](int64_t begin, int64_t end) {
-    std::unique_ptr<float[]> P(new float[kRows * M]), dP(new float[kRows * M]);
+    std::unique_ptr<float[]> P(new float[rows * M]), dP(new float[rows * M]);
     const int64_t thread = at::get_thread_num();
     for (int64_t task = begin; task < end; ++task) {
       const int64_t h = task / tiles, n0 = task % tiles * kRows, r = std::min(kRows, N - n0);
-      const float *qt = qp + n0 * sq + h * sh, *gt = gp + n0 * sg + h * sgh, *yt = yp + n0 * H * D + h * D;
+      const float *qt = qp + n0 * ld + h * D, *gt = gp + n0 * ld + h * D, *yt = yp + n0 * ld + h * D;
       const float *pkh = pk + h * M * D, *pvh = pv + h * M * D;
-      gemm(false, true, r, M, D, qt, sq, pkh, D, 0.f, P.get(), M);   // scores again
-      gemm(false, true, r, M, D, gt, sg, pvh, D, 0.f, dP.get(), M);  // ∂L/∂p = g P_vᵀ
+      gemm(false, true, r, M, D, qt, ld, pkh, D, 0.f, P.get(), M);   // scores again
+      gemm(false, true, r, M, D, gt, ld, pvh, D, 0.f, dP.get(), M);  // ∂L/∂p = g P_vᵀ
       for (int64_t i = 0; i < r; ++i) {
         float dot = 0.f;  // Σ_j p_j ∂L/∂p_j = g·y, over D rather than m
-        for (int64_t d = 0; d < D; ++d) dot += yt[i * H * D + d] * gt[i * sg + d];
+        for (int64_t d = 0; d < D; ++d) dot += yt[i * ld + d] * gt[i * ld + d];
         softmax_backward(P.get() + i * M, dP.get() + i * M, M, lp[h * N + n0 + i], dot);
       }
-      gemm(false, false, r, D, M, dP.get(), M, pkh, D, 0.f, gqp + n0 * H * D + h * D, H * D);
-      gemm(true, false, M, D, r, dP.get(), M, qt, sq, 1.f, gpk + (thread * H + h) * M * D, D);
-      gemm(true, false, M, D, r, P.get(), M, gt, sg, 1.f, gpv + (thread * H + h) * M * D, D);
+      gemm(false, false, r, D, M, dP.get(), M, pkh, D, 0.f, gqp + n0 * ld + h * D, ld);
+      gemm(true, false, M, D, r, dP.get(), M, qt, ld, 1.f, gpk + (thread * H + h) * M * D, D);
+      gemm(true, false, M, D, r, P.get(), M, gt, ld, 1.f, gpv + (thread * H + h) * M * D, D);
     }
   });
   return {g_q, g_pk.sum(0), g_pv.sum(0)};
