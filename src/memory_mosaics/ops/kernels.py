@@ -27,7 +27,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-SOURCES = Path(__file__).parent / "csrc"
+CSRC = Path(__file__).parent / "csrc"
 ENV = "MEMORY_MOSAICS_KERNELS"
 
 # vectorised reductions need reassociation; -ffast-math is avoided because it also assumes finite numbers
@@ -68,9 +68,9 @@ def _build_flags() -> tuple[str, list[str], list[str], list[str]]:
     this CPU, and part of the name, so a cache shared by different machines never hands one a build it cannot run."""
     isa = torch.backends.cpu.get_cpu_capability() if platform.machine().lower() in ("x86_64", "amd64") else "DEFAULT"
     openmp = [] if sys.platform == "darwin" else ["-fopenmp"]  # Apple's clang has none: the kernels then use one thread
-    sources, bank = [SOURCES / "features_cpu.cpp"], []
+    sources, bank = [CSRC / "features_cpu.cpp"], []
     if torch.backends.mkl.is_available():  # the bank kernel's sgemm_ comes from the MKL inside libtorch_cpu
-        sources, bank = [*sources, SOURCES / "bank_cpu.cpp"], ["-DMEMORY_MOSAICS_BANK"]
+        sources, bank = [*sources, CSRC / "bank_cpu.cpp"], ["-DMEMORY_MOSAICS_BANK"]
     cflags = MATH_FLAGS + ISA_FLAGS.get(isa, []) + bank + openmp
     return f"memory_mosaics_kernels_{isa.lower()}", [str(p) for p in sources], cflags, openmp
 
