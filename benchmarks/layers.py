@@ -49,16 +49,6 @@ def time_fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, re
     return {key: round(t, 2) for key, t in best.items()}
 
 
-def eager(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """fn with the fused CPU kernels off: the nodes it builds, and so their backward passes, are the eager ones."""
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with kernels.disabled():
-            return fn(x)
-
-    return run
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--context", type=positive, default=512)
@@ -86,6 +76,7 @@ def main() -> None:
     def value_path(t: torch.Tensor) -> torch.Tensor:
         return merge_heads(peek_values(split_heads(t, args.heads), value.coef, 10 * value.val_scale))
 
+    eager = kernels.disabled()  # as a decorator: the wrapped forward builds the eager nodes, whose backward follows
     cases = {
         "mosaic_block": (mb, x),
         "gpt_block": (gb, x),

@@ -55,7 +55,8 @@ def set_enabled(enabled: bool) -> bool:
 
 @contextmanager
 def disabled() -> Iterator[None]:
-    """The eager forms inside this block: the nodes built in it, and so their backward passes, are the eager ones."""
+    """The eager forms inside this block: the nodes built in it, and so their backward passes, are the eager ones. As a
+    decorator, ``disabled()(fn)``, it switches the kernels off around every call of ``fn``."""
     previous = set_enabled(False)
     try:
         yield
