@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import torch
 
-from memory_mosaics.cli import positive
+from memory_mosaics.cli.types import positive
 from memory_mosaics.layers.features import merge_heads, split_heads
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
 from memory_mosaics.ops import kernels

@@ -18,7 +18,7 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from memory_mosaics.cli import device_name, positive
+from memory_mosaics.cli.types import device_name, positive
 from memory_mosaics.generate import generate
 from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import torch
 
-from memory_mosaics.cli import device_name, positive
+from memory_mosaics.cli.types import device_name, positive
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
 from memory_mosaics.ops import kernels
 

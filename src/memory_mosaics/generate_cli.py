@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from memory_mosaics.cli import device_name, natural, positive
+from memory_mosaics.cli.types import device_name, natural, positive
 from memory_mosaics.data.sources import read_utf8
 
 HELP = "complete prompts with a checkpoint (greedy, sampling or beam search; streaming generation)"

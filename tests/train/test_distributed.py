@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from memory_mosaics.train.distributed import pick_device
+from memory_mosaics.devices import pick_device
 
 
 def test_cpu_and_auto() -> None:

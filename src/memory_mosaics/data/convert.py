@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from memory_mosaics.cli import out_folder
+from memory_mosaics.cli.types import out_folder
 
 HELP = "Convert a checkpoint of the authors' nanoMosaics code (ckpt.pt) into a Memory Mosaic (save_pretrained folder)."
 

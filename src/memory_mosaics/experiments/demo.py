@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from memory_mosaics.cli import out_folder, positive
+from memory_mosaics.cli.types import out_folder, positive
 from memory_mosaics.experiments.figures import pyplot, save_figure
 from memory_mosaics.experiments.induction import TaskConfig, accuracy, build_models, make_batch, train
 from memory_mosaics.generate import generate

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from memory_mosaics.cli import out_folder, positive
+from memory_mosaics.cli.types import out_folder, positive
 from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig
 
 HELP = "Single-block induction head (Section 3): one-block Memory Mosaic versus one-block GPT on recurring bigrams."

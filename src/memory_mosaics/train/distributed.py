@@ -10,6 +10,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from memory_mosaics.devices import pick_device
+
 INIT_METHOD_ENV = "MOSAIC_DIST_INIT_METHOD"  # a rendezvous other than torchrun's (the local spawner uses a file)
 
 
@@ -27,36 +29,6 @@ class Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-
-def _mps_available() -> bool:
-    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-
-
-def pick_device(name: str | torch.device, local_rank: int = 0) -> torch.device:
-    """The device ``name`` means on this machine: "auto" picks cuda > mps > cpu, a bare "cuda" is this process's GPU
-    (``local_rank``). A device this machine or this PyTorch build lacks is refused here, with a ValueError that says
-    so, instead of failing deep inside PyTorch once the work has started."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = f"cuda:{local_rank}"
-        else:
-            return torch.device("mps" if _mps_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from e
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-            raise ValueError(f"device {name!r}: no CUDA device is usable here (PyTorch {torch.__version__}, {build})")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-        if device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type == "mps" and not _mps_available():
-        raise ValueError(f"device {name!r}: MPS (Apple GPU) is not available here")
-    return device
 
 
 def setup(device: str = "auto") -> Dist:

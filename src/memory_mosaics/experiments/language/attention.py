@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from memory_mosaics.cli import natural, positive
+from memory_mosaics.cli.types import natural, positive
 from memory_mosaics.experiments.language.common import (
     Checkpoint,
     add_checkpoint_arguments,

@@ -11,7 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from memory_mosaics.cli import out_folder
+from memory_mosaics.cli.types import out_folder
 
 HELP = "the paper's language-model figures and tables (depth, ood, prompts, attention, extrapolate, report)"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from memory_mosaics.cli import device_name, natural, positive
+from memory_mosaics.cli.types import device_name, natural, positive
 from memory_mosaics.experiments.figures import pyplot, save_figure
 from memory_mosaics.models import LanguageModel
 

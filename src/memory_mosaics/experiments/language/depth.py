@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from memory_mosaics.cli import positive
+from memory_mosaics.cli.types import positive
 from memory_mosaics.experiments.language.common import PAPER, colour, md_table, panel_grid, smooth, write_outputs
 
 NAME = "depth"

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from memory_mosaics.cli import natural, positive
+from memory_mosaics.cli.types import natural, positive
 from memory_mosaics.experiments.language.common import (
     PAPER,
     add_checkpoint_arguments,

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from memory_mosaics.cli import natural, positive
+from memory_mosaics.cli.types import natural, positive
 from memory_mosaics.experiments.language.common import (
     add_checkpoint_arguments,
     load_checkpoints,

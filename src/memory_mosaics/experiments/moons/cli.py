@@ -10,7 +10,7 @@ from dataclasses import fields
 
 import torch
 
-from memory_mosaics.cli import natural, out_folder, positive
+from memory_mosaics.cli.types import natural, out_folder, positive
 
 from .run import EvalConfig, RunConfig, acceptance, run_all
 from .train import TrainConfig, one_head_config

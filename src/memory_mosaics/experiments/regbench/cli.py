@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from memory_mosaics.cli import device_name, natural, out_folder, positive
+from memory_mosaics.cli.types import device_name, natural, out_folder, positive
 from memory_mosaics.experiments.regbench.automata import make_iid_split, make_split
 from memory_mosaics.experiments.regbench.metrics import score
 from memory_mosaics.experiments.regbench.ngram import ngram_distributions
