@@ -46,11 +46,11 @@ __all__ = [
     "MODELS",
     "PERSISTENT_KINDS",
     "POSITION_ENCODINGS",
-    "build_model",
     "GPTConfig",
     "LanguageModel",
     "MemoryMosaic",
     "MosaicConfig",
+    "build_model",
     "load_pretrained",
     "model_config",
 ]

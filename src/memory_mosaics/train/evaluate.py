@@ -16,10 +16,10 @@ import torch.nn.functional as F
 
 from memory_mosaics.cli.types import device_name, natural, positive
 from memory_mosaics.data.sources import read_utf8
+from memory_mosaics.devices import pick_device
 from memory_mosaics.models import LanguageModel, load_pretrained
 from memory_mosaics.train import checkpoint as ckpt_io
 from memory_mosaics.train.batches import default_val_split, eval_starts, open_split, windows
-from memory_mosaics.devices import pick_device
 
 HELP = "validation loss of a checkpoint on a token shard or a text file (overall and per position)"
 EOT_MARKER = "<|endoftext|>"

@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from memory_mosaics.devices import pick_device
 from memory_mosaics.experiments.regbench.automata import IGNORE, VOCAB_SIZE, Split, make_split, pad_batch
 from memory_mosaics.experiments.regbench.metrics import PooledMetrics
 from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig
 from memory_mosaics.models.base import check_range
-from memory_mosaics.devices import pick_device
 
 BLOCK_SIZE = 1024  # longest model input is 948 tokens (spec §2); GPT's learned positions cover it
 # validation metric -> whether a higher value is better; "loss" is the benchmark code's checkpoint rule
