@@ -64,23 +64,23 @@ def main() -> None:
     shape = dict(vocab_size=256, block_size=args.context, n_layer=1, n_head=args.heads, n_embd=args.d)
     mb = MemoryMosaic(MosaicConfig(**shape)).blocks[0]
     gb = GPT(GPTConfig(**shape)).blocks[0]
-    pm = mb.mlp
+    pm = mb.persistent
     x = torch.randn(args.batch, args.context, args.d, requires_grad=True)
     keys = pm.key(x)[0].detach().requires_grad_()
     u = torch.randn(args.batch, args.context, args.d, requires_grad=True)  # a projection, split into heads below
-    key, value = pm.key, mb.attn.value
+    key, value = pm.key, mb.contextual.value
 
     def key_path(t: torch.Tensor) -> torch.Tensor:
         return merge_heads(scaled_leaky_keys(split_heads(t, args.heads), key.decay_rate, key.log_scale)[0])
 
     def value_path(t: torch.Tensor) -> torch.Tensor:
-        return merge_heads(peek_values(split_heads(t, args.heads), value.coef, 10 * value.val_scale))
+        return merge_heads(peek_values(split_heads(t, args.heads), value.coef, value.log_scale))
 
     eager = kernels.disabled()  # as a decorator: the wrapped forward builds the eager nodes, whose backward follows
     cases = {
         "mosaic_block": (mb, x),
         "gpt_block": (gb, x),
-        "contextual_memory": (mb.attn, x),
+        "contextual_memory": (mb.contextual, x),
         "gpt_attention": (gb.attn, x),
         "persistent_memory": (pm, x),
         "gpt_mlp": (gb.mlp, x),

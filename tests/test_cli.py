@@ -1,5 +1,4 @@
 import importlib
-import json
 
 import pytest
 
@@ -28,12 +27,6 @@ def test_unknown_command_is_an_error():
     assert exit_.value.code == 2
 
 
-def test_induction_command_writes_its_numbers(tmp_path):
-    assert main(["induction", "--out", str(tmp_path), "--steps", "5"]) == 0
-    record = json.loads((tmp_path / "induction.json").read_text())
-    assert set(record["results"]) == {"mosaic", "gpt"} and record["steps"] == 5
-
-
 @pytest.mark.parametrize(
     "argv",
     [
@@ -56,11 +49,6 @@ def test_an_output_folder_that_is_a_file_is_refused_before_any_work(argv, tmp_pa
         code = e.code
     assert code == 2 and "is a file, not a folder" in capsys.readouterr().err
     assert target.read_text() == "mine"
-
-
-def test_induction_refuses_an_experiment_that_scores_nothing(tmp_path, capsys):
-    assert main(["induction", "--out", str(tmp_path), "--occurrences", "1"]) == 2
-    assert "score anything" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

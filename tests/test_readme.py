@@ -1,5 +1,7 @@
-"""The documentation kept true: the README's Python example runs, and every ``mosaic`` line of the README, the results
-READMEs and the recipes names a real command and only flags that command accepts."""
+"""The documentation kept true: the README's Python example runs; every ``mosaic`` line of the README, the results
+READMEs, the protocols in docs/ and the recipes names a real command and only flags that command accepts; the README
+names every command; every relative link of README.md, results/README.md and docs/ reaches an existing file (and
+heading); and every path of the README's "What is where" exists."""
 
 import argparse
 import importlib
@@ -15,10 +17,22 @@ from memory_mosaics.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+PACKAGE = ROOT / "src" / "memory_mosaics"
 
 
 def fenced_blocks(text: str, language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.M | re.S)
+
+
+def without_fences(text: str) -> str:
+    return re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+
+
+def section(text: str, title: str) -> str:
+    """The body of the ``## title`` section (up to the next heading of level 2)."""
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
+    assert match, f"README.md has no '## {title}' section"
+    return match.group(1)
 
 
 def mosaic_lines(text: str) -> list[str]:
@@ -35,7 +49,7 @@ def mosaic_lines(text: str) -> list[str]:
 def command_parser(tokens: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
     """The parser that reads ``tokens`` (after ``mosaic``), descending into sub-commands; and the tokens left to it."""
     name, rest = tokens[0], tokens[1:]
-    assert name in COMMANDS, f"README/recipes run an unknown command: mosaic {name}"
+    assert name in COMMANDS, f"the documentation runs an unknown command: mosaic {name}"
     parser = argparse.ArgumentParser(prog=f"mosaic {name}")
     importlib.import_module(COMMANDS[name][0]).add_arguments(parser)
     while True:
@@ -56,7 +70,12 @@ def test_the_python_example_runs(tmp_path, monkeypatch):
     assert namespace["out"].shape == (1, 16 + 200) and namespace["best"].shape[-1] == 16 + 50
 
 
-SOURCES = [README, *sorted((ROOT / "results").rglob("*.md")), *sorted((ROOT / "recipes").glob("*.sh"))]
+SOURCES = [
+    README,
+    *sorted((ROOT / "results").rglob("*.md")),
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted((ROOT / "recipes").glob("*.sh")),
+]
 
 
 def command_lines(path: Path) -> list[str]:
@@ -64,7 +83,7 @@ def command_lines(path: Path) -> list[str]:
     text = path.read_text()
     if path.suffix != ".md":
         return mosaic_lines(text)
-    spans = re.findall(r"`(?:\.venv/bin/)?(mosaic [^`]*)`", re.sub(r"^```.*?^```", "", text, flags=re.M | re.S))
+    spans = re.findall(r"`(?:\.venv/bin/)?(mosaic [^`]*)`", without_fences(text))
     return mosaic_lines("\n".join(fenced_blocks(text, "bash"))) + spans
 
 
@@ -83,5 +102,58 @@ def test_command_lines_use_real_commands_and_flags(path):
 
 
 def test_readme_and_recipes_are_checked():
-    checked = {p.name for p in SOURCES if command_lines(p)}
-    assert {"README.md", "lm_cpu_tinystories.sh", "paper_lm_cpu.sh", "paper_lm_gpu.sh"} <= checked
+    checked = {str(p.relative_to(ROOT)) for p in SOURCES if command_lines(p)}
+    expected = {"README.md", "results/README.md", "docs/regbench.md", "docs/three_moons.md"}
+    expected |= {f"recipes/{name}" for name in ("lm_cpu_tinystories.sh", "paper_lm_cpu.sh", "paper_lm_gpu.sh")}
+    assert expected <= checked, f"no `mosaic` line found in {sorted(expected - checked)}"
+
+
+def test_the_readme_names_every_command():
+    text = section(README.read_text(), "Command line")
+    missing = [name for name in COMMANDS if f"`{name}`" not in text and f"mosaic {name}" not in text]
+    assert not missing, f"README.md's command line section does not name `mosaic {'`, `mosaic '.join(missing)}`"
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    return {slug(h) for h in re.findall(r"^#+ (.+)$", without_fences(path.read_text()), flags=re.M)}
+
+
+LINKED = [README, ROOT / "results" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("path", LINKED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_reach_existing_files(path):
+    assert path.is_file(), f"{path.relative_to(ROOT)} is missing"
+    links = re.findall(r"\]\(([^)\s]+)\)", without_fences(path.read_text()))
+    broken = []
+    for link in links:
+        if re.match(r"^[a-z]+:", link):  # http:, https:, mailto:
+            continue
+        target, _, anchor = link.partition("#")
+        file = (path.parent / target).resolve() if target else path
+        if not file.exists():
+            broken.append(f"{link} (no such file)")
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+            broken.append(f"{link} (no such heading)")
+    assert not broken, f"{path.relative_to(ROOT)}: broken links: {broken}"
+
+
+def test_what_is_where_names_existing_paths():
+    """The layout block's entries and the paper -> code table's paths (under src/memory_mosaics/, or the repository's
+    top-level folders) exist."""
+    body = section(README.read_text(), "What is where")
+    (layout,) = fenced_blocks(body, "text")
+    names = re.findall(r"^  (\S+)", layout, flags=re.M)  # ops/, state.py, ...
+    names += re.findall(r"(?:^|; |: )(\w+\.py)\b", layout, flags=re.M)  # "...; generate.py: sampling"
+    top = re.findall(r"(?:^|, )(\w+)/ \(", layout.splitlines()[-1])  # tests/ (mirrors src/), benchmarks/ (...)
+    spans = re.findall(r"`([\w/]+(?:\.py|/))`", without_fences(body))
+    missing = [n for n in {*names, *spans} if not (PACKAGE / n).exists() and not (ROOT / n).exists()]
+    missing += [f"{t}/ (top level)" for t in top if not (ROOT / t).is_dir()]
+    assert names and spans and top, "the README's layout block or paper -> code table was not found"
+    assert not missing, f"README.md's 'What is where' names paths that do not exist: {sorted(missing)}"

@@ -1,7 +1,8 @@
 """Memory Mosaics (Zhang, Nolte, Sadhukhan, Chen, Bottou, ICLR 2025) in PyTorch."""
 
-from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig, load_pretrained
+from memory_mosaics.checkpoints import load_pretrained
+from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig, build_model
 
 __version__ = "0.1.0"
 
-__all__ = ["GPT", "GPTConfig", "LanguageModel", "MemoryMosaic", "MosaicConfig", "load_pretrained"]
+__all__ = ["GPT", "GPTConfig", "LanguageModel", "MemoryMosaic", "MosaicConfig", "build_model", "load_pretrained"]

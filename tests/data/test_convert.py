@@ -7,7 +7,6 @@ lower-triangular mask, explicit softmaxes with scale 1, the key-scale clamp, ban
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -15,9 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from memory_mosaics import load_pretrained
+from memory_mosaics.cli import main
 from memory_mosaics.data import convert
-from memory_mosaics.data.convert import LOG_65535, ConversionError, convert_checkpoint, from_nanomosaics
-from memory_mosaics.models import load_pretrained
+from memory_mosaics.data.convert import ConversionError, convert_checkpoint, from_nanomosaics
+from memory_mosaics.layers.features import MAX_LOG_SCALE
 
 ARGS = {
     "n_layer": 2,
@@ -52,7 +53,7 @@ def _keys(x: torch.Tensor, sd: dict, name: str, H: int, scale_pow: int, key_scal
     return k * (scale_pow * 10 * sd[f"{name}.key_scale"]).clamp(max=key_scale_max).exp()
 
 
-def authors_logits(sd: dict, args: dict, idx: torch.Tensor, key_scale_max: float = LOG_65535) -> torch.Tensor:
+def authors_logits(sd: dict, args: dict, idx: torch.Tensor, key_scale_max: float = MAX_LOG_SCALE) -> torch.Tensor:
     H, L = args["n_head"], args["n_layer"]
     x = F.embedding(idx, sd["mosaic.wte.weight"])
     B, T, C = x.shape
@@ -235,12 +236,10 @@ def test_refuses_truncated_corrupted_and_foreign_files(tmp_path: Path) -> None:
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = save_ckpt(tmp_path / "ckpt.pt", make_state_dict(ARGS), ARGS)
-    argv = [str(path), "--out", str(tmp_path / "out"), "--vocab-size", "61"]
-    parser = argparse.ArgumentParser()
-    convert.add_arguments(parser)
-    assert convert.run(parser.parse_args(argv)) == 0
+    argv = ["convert", str(path), "--out", str(tmp_path / "out"), "--vocab-size", "61"]
+    assert main(argv) == 0
     assert "2 blocks" in capsys.readouterr().out
-    assert convert.run(parser.parse_args([*argv[:3], "--vocab-size", "4096"])) == 1
+    assert main([*argv[:4], "--vocab-size", "4096"]) == 1
     assert "vocabulary mismatch" in capsys.readouterr().err
 
 

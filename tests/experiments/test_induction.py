@@ -35,3 +35,23 @@ def test_one_block_memory_mosaic_is_an_induction_head_and_one_block_gpt_is_not()
     )
     assert results["mosaic"]["accuracy"] >= 0.95
     assert results["gpt"]["accuracy"] <= 0.5
+
+
+def test_the_shared_builder_gives_the_weights_of_the_configs_it_replaced():
+    from memory_mosaics.experiments.induction import build_models
+    from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
+
+    task = TaskConfig()
+    common = dict(vocab_size=task.vocab_size, block_size=task.seq_len, n_layer=1, n_head=4, n_embd=64)
+    torch.manual_seed(0)
+    old = {
+        "mosaic": MemoryMosaic(MosaicConfig(**common, persistent="none", bias=False)),
+        "gpt": GPT(GPTConfig(**common, pos="learned", bias=False)),
+    }
+    torch.manual_seed(0)
+    new = build_models(task)
+    assert list(new) == ["mosaic", "gpt"]
+    for name, model in new.items():
+        assert model.config == old[name].config
+        pairs = zip(old[name].state_dict().values(), model.state_dict().values(), strict=True)
+        assert all(torch.equal(a, b) for a, b in pairs)

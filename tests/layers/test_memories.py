@@ -1,13 +1,17 @@
 import copy
+import importlib
 
 import pytest
 import torch
 
 from memory_mosaics.layers import MLP, ContextualMemory, MosaicBlock, MosaicBlockState, PersistentMemory
-from memory_mosaics.layers.features import merge_heads, split_heads
+from memory_mosaics.layers.features import PARAM_GAIN, merge_heads, split_heads
 from memory_mosaics.ops.leaky import scaled_leaky_keys_naive
 from memory_mosaics.ops.peek import peek_values_naive
 from memory_mosaics.state import ContextualState, PersistentState
+
+features = importlib.import_module("memory_mosaics.layers.features")
+contextual = importlib.import_module("memory_mosaics.layers.contextual")
 
 
 @pytest.mark.parametrize("lookahead", [1, 2, 3])
@@ -55,7 +59,7 @@ def test_persistent_memory_is_softmax_over_its_bank(count):
     x = torch.randn(2, 4, 8, dtype=torch.float64)
     k, _ = mem.key(x)
     y = sum((k @ mem.P_k[c].transpose(-1, -2)).softmax(-1) @ mem.P_v[c] for c in range(count)) / count
-    y = y * torch.exp(10 * mem.out_scale).view(1, 2, 1, 1)
+    y = y * torch.exp(PARAM_GAIN * mem.out_scale).view(1, 2, 1, 1)
     torch.testing.assert_close(mem(x), mem.c_proj(merge_heads(y)))
 
 
@@ -83,7 +87,7 @@ def test_persistent_memory_gradients_match_the_written_out_bank(T):
     def reference():
         k = _naive_keys(mem.key, x)
         y = sum((k @ mem.P_k[c].transpose(-1, -2)).softmax(-1) @ mem.P_v[c] for c in range(2)) / 2
-        return mem.c_proj(merge_heads(y * torch.exp(10 * mem.out_scale).view(1, 2, 1, 1)))
+        return mem.c_proj(merge_heads(y * torch.exp(PARAM_GAIN * mem.out_scale).view(1, 2, 1, 1)))
 
     _assert_same_gradients(mem, reference, x)
 
@@ -97,7 +101,7 @@ def test_contextual_memory_gradients_match_eq_7_written_out(T, lookahead):
 
     def reference():
         k = _naive_keys(mem.key, x)
-        v = peek_values_naive(mem.value.project(x), mem.value.coef, 10 * mem.value.val_scale)
+        v = peek_values_naive(mem.value.project(x), mem.value.coef, mem.value.log_scale)
         rows = [torch.zeros_like(k[:, :, 0])] * lookahead
         for t in range(lookahead, T):
             w = (k[:, :, t : t + 1] @ k[:, :, : t - lookahead + 1].transpose(-1, -2)).softmax(-1)
@@ -114,6 +118,35 @@ def test_streaming_layers_equal_full_forward():
         state = state_cls()
         parts = [layer(x[:, :7], state), layer(x[:, 7:8], state), layer(x[:, 8:], state)]
         torch.testing.assert_close(torch.cat(parts, 1), full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_a_streamed_token_runs_the_step_forms(grad, monkeypatch):
+    """After a prefill (the parallel forms), each single token goes through the step forms of the key, value and
+    retrieval paths, and through no parallel form."""
+    layer, x = ContextualMemory(16, 4, lookahead=2), torch.randn(2, 9, 16)
+    full = layer(x)
+    state = ContextualState()
+    parts = [layer(x[:, :4], state)]
+    calls: list[str] = []
+
+    def spy(module, name):
+        fn = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, **k: calls.append(name) or fn(*a, **k))
+
+    def forbid(module, name):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail(f"a streamed token ran {name}"))
+
+    for module, name in ((features, "scaled_leaky_keys_step"), (features, "peek_values_step")):
+        spy(module, name)
+    spy(contextual, "retrieval_step")
+    for module, name in ((features, "scaled_leaky_keys"), (features, "peek_values"), (contextual, "retrieval")):
+        forbid(module, name)
+    with torch.set_grad_enabled(grad):
+        parts += [layer(x[:, t : t + 1], state) for t in range(4, 9)]
+    assert sorted(set(calls)) == ["peek_values_step", "retrieval_step", "scaled_leaky_keys_step"]
+    assert len(calls) == 3 * 5
+    torch.testing.assert_close(torch.cat(parts, 1), full, rtol=1e-5, atol=1e-5)
 
 
 @torch.no_grad()
@@ -153,7 +186,7 @@ def test_block_variants():
     x = torch.randn(2, 6, 16)
     for kind, second in [("memory", PersistentMemory), ("mlp", MLP), ("none", type(None))]:
         block = MosaicBlock(16, 4, pmem_size=8, persistent=kind)
-        assert isinstance(block.mlp, second)
+        assert isinstance(block.persistent, second)
         state = MosaicBlockState()
         torch.testing.assert_close(torch.cat([block(x[:, :3], state), block(x[:, 3:], state)], 1), block(x))
     with pytest.raises(ValueError, match="persistent"):

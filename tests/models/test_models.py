@@ -1,4 +1,7 @@
+import contextlib
+import importlib
 import itertools
+import sys
 
 import pytest
 import torch
@@ -6,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
+from memory_mosaics.ops import kernels
 
 from .conftest import TINY
 
@@ -101,6 +105,44 @@ def test_no_token_changes_an_earlier_logit(name, data, seed):
         torch.testing.assert_close(model(other)[0][:, : t + 1], model(idx)[0][:, : t + 1])
 
 
+@pytest.mark.parametrize("kernels_on", [True, False])
+def test_no_model_path_runs_a_naive_reference(model, tiny, kernels_on, monkeypatch):
+    """The naive references are for tests only: training, evaluation and streaming run with every one of them broken,
+    and no library module holds one under another name."""
+    naive = {}
+    for name in ("leaky", "peek", "retrieval"):
+        module = importlib.import_module(f"memory_mosaics.ops.{name}")
+        for attr in [a for a in vars(module) if a.endswith("_naive")]:
+            naive[id(getattr(module, attr))] = f"{name}.{attr}"
+            monkeypatch.setattr(module, attr, lambda *a, attr=attr, **k: pytest.fail(f"the model ran {attr}"))
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith("memory_mosaics.") and module_name.split(".")[1] != "ops":  # ops exports them
+            held = [naive[id(v)] for v in vars(module).values() if id(v) in naive]
+            assert not held, f"{module_name} imports {held}"
+    idx = torch.randint(0, tiny["vocab_size"], (2, 12))
+    with contextlib.nullcontext() if kernels_on else kernels.disabled():
+        model.train()
+        model(idx, idx)[1].backward()
+        model.eval()
+        with torch.no_grad():
+            model(idx)
+            state = model.init_state()
+            model(idx[:, :5], state=state)
+            model(idx[:, 5:6], state=state)
+
+
+def test_a_streamed_gpt_token_runs_the_step_form(tiny, monkeypatch):
+    gpt = importlib.import_module("memory_mosaics.models.gpt")
+    m = GPT(GPTConfig(**tiny, pos="alibi")).eval()
+    idx = torch.randint(0, tiny["vocab_size"], (2, 9))
+    full, _ = m(idx)
+    state = m.init_state()
+    steps = [m(idx[:, :4], state=state)[0]]
+    monkeypatch.setattr(gpt, "retrieval", lambda *a, **k: pytest.fail("a streamed token ran the parallel form"))
+    steps += [m(idx[:, t : t + 1], state=state)[0] for t in range(4, 9)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-5, atol=1e-5)
+
+
 def test_mosaic_streams_beyond_its_training_length(tiny):
     m = MemoryMosaic(MosaicConfig(**tiny)).eval()
     idx = torch.randint(0, tiny["vocab_size"], (1, 4 * tiny["block_size"]))
@@ -176,8 +218,8 @@ def test_optimizer_groups(tiny):
     opt = m.configure_optimizers(weight_decay=0.1, learning_rate=1e-3)
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert any(p is m.blocks[0].mlp.P_k for p in decay["params"])
-    assert any(p is m.blocks[0].attn.key.leaky_key_beta for p in no_decay["params"])
+    assert any(p is m.blocks[0].persistent.P_k for p in decay["params"])
+    assert any(p is m.blocks[0].contextual.key.leaky_key_beta for p in no_decay["params"])
     n = sum(p.numel() for g in opt.param_groups for p in g["params"])
     assert n == m.num_params(non_embedding=False)
 
@@ -200,8 +242,8 @@ def test_library_init_follows_the_authors_fan_in_rule():
     d, L = 256, 4
     m = MemoryMosaic(MosaicConfig(vocab_size=4000, n_layer=L, n_head=8, n_embd=d, init="library"))
     block = m.blocks[0]
-    assert abs(block.attn.key.W_k.weight.std().item() - d**-0.5) < 0.05 * d**-0.5
-    assert abs(block.attn.c_proj.weight.std().item() - (d * L) ** -0.5) < 0.05 * (d * L) ** -0.5
+    assert abs(block.contextual.key.W_k.weight.std().item() - d**-0.5) < 0.05 * d**-0.5
+    assert abs(block.contextual.c_proj.weight.std().item() - (d * L) ** -0.5) < 0.05 * (d * L) ** -0.5
     assert abs(m.wte.weight.std().item() - d**-0.5) < 0.05 * d**-0.5
     assert m.lm_head.weight is m.wte.weight
     g = GPT(GPTConfig(vocab_size=4000, n_layer=L, n_head=8, n_embd=d))

@@ -1,3 +1,5 @@
+import importlib
+
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from memory_mosaics.ops.leaky import (
 )
 
 SHAPES = [(1, 1, 1, 1), (2, 3, 7, 4), (2, 4, 64, 8), (1, 2, 130, 5), (3, 2, 257, 3)]
+leaky = importlib.import_module("memory_mosaics.ops.leaky")
 
 
 def _inputs(shape, with_state):
@@ -40,15 +43,32 @@ def test_many_chunks_carry_their_boundary_states_by_the_scan_itself(with_state, 
     assert_same_outputs_and_gradients(out, ref, inputs, tol=1e-10, grad_tol=1e-9)
 
 
-@pytest.mark.parametrize("shape", SHAPES[1:3])
-def test_step_form_streams_the_recurrence(shape):
-    x, beta, _ = _inputs(shape, False)
-    ref, _ = leaky_average_naive(x, beta)
-    decay = step_decay(beta, x.dtype)
-    state = None
+@pytest.mark.parametrize("shape", SHAPES[:3])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_step_form_streams_the_recurrence_in_outputs_and_gradients(
+    shape, with_state, assert_same_outputs_and_gradients
+):
+    inputs = x, beta, state = _inputs(shape, with_state)
+    decay, last, steps = step_decay(beta, x.dtype), state, []
     for t in range(x.shape[2]):
-        state = leaky_average_step(x[:, :, t], decay, state)
-        torch.testing.assert_close(state, ref[:, :, t])
+        last = leaky_average_step(x[:, :, t], decay, last)
+        steps.append(last)
+    out, ref = (torch.stack(steps, dim=2), last), leaky_average_naive(x, beta, state)
+    assert_same_outputs_and_gradients(out, ref, inputs, tol=1e-10, grad_tol=1e-9, materialize=True)
+
+
+def test_the_references_use_none_of_the_other_forms(monkeypatch):
+    """The naive references are independent code: with the parallel and step forms broken, they still compute."""
+    x, beta, log_scale, state = _key_inputs((2, 3, 9, 4), True)
+    expected = leaky_average(x, beta, state), scaled_leaky_keys(x, beta, log_scale, state)
+
+    def broken(*args, **kwargs):
+        raise AssertionError("a reference called a production form")
+
+    for name in ("_scan", "_leaky_backward", "leaky_average", "leaky_average_step", "scaled_norm", "head_scale"):
+        monkeypatch.setattr(leaky, name, broken)
+    torch.testing.assert_close(leaky_average_naive(x, beta, state), expected[0])
+    torch.testing.assert_close(scaled_leaky_keys_naive(x, beta, log_scale, state), expected[1])
 
 
 def test_chunks_of_a_stream_equal_one_pass():

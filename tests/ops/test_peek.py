@@ -1,7 +1,11 @@
+import importlib
+
 import pytest
 import torch
 
 from memory_mosaics.ops.peek import peek_values, peek_values_naive, peek_values_step, value_constants
+
+peek = importlib.import_module("memory_mosaics.ops.peek")
 
 
 def _inputs(shape):
@@ -28,6 +32,27 @@ def test_step_form_matches_the_composition_in_outputs_and_gradients(shape, asser
     v_ref = peek_values_naive(*inputs)[:, :, :-1]  # the last value waits for the next token
     v = torch.cat(steps, dim=2)
     assert_same_outputs_and_gradients(v, v_ref, inputs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_evaluation_takes_the_training_form(dtype):
+    """Without autograd the values come from the same parallel form, bit for bit."""
+    u, coef, log_scale = (t.detach().to(dtype) for t in _inputs((2, 3, 17, 8)))
+    with torch.no_grad():
+        v = peek_values(u, coef, log_scale)
+    assert torch.equal(v, peek_values(u, coef.requires_grad_(), log_scale).detach())
+
+
+def test_the_reference_uses_none_of_the_other_forms(monkeypatch):
+    inputs = _inputs((2, 3, 9, 4))
+    expected = peek_values(*inputs)
+
+    def broken(*args, **kwargs):
+        raise AssertionError("the reference called a production form")
+
+    for name in ("_PeekValues", "peek_values_step", "value_constants", "scaled_norm", "head_scale"):
+        monkeypatch.setattr(peek, name, broken)
+    torch.testing.assert_close(peek_values_naive(*inputs), expected)
 
 
 def test_value_t_peeks_at_t_plus_one_only():

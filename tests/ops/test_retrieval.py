@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from memory_mosaics.ops.retrieval import gaussian_retrieval_naive, retrieval, retrieval_naive, retrieval_step
+from memory_mosaics.ops import kernels
+from memory_mosaics.ops.retrieval import (
+    bank_retrieval,
+    gaussian_retrieval_naive,
+    retrieval,
+    retrieval_naive,
+    retrieval_step,
+)
 
 
 def _qkv(B=2, H=3, T=9, D=4, dtype=torch.float64):
@@ -54,6 +61,34 @@ def test_step_form_against_the_stored_pairs_in_outputs_and_gradients(T, D, asser
     assert_same_outputs_and_gradients(out, ref, (k, v))
 
 
+@pytest.mark.parametrize("T", [1, 4, 11])
+@pytest.mark.parametrize("lookahead", [0, 1, 2])
+def test_step_form_with_a_bias_streams_like_the_parallel_form(T, lookahead, assert_same_outputs_and_gradients):
+    """The GPT's ALiBi stream: one query at a time, against the pairs it may see, with its row of the bias."""
+    q, k, v = _qkv(T=T)
+    bias = torch.randn(3, T, T, dtype=torch.float64)
+    ref = retrieval_naive(q, k, v, lookahead, bias=bias)
+    rows = []
+    for t in range(T):
+        n = max(0, t + 1 - lookahead)
+        rows.append(retrieval_step(q[:, :, t : t + 1], k[:, :, :n], v[:, :, :n], bias=bias[:, t : t + 1, :n]))
+    out = torch.cat(rows, dim=2)
+    if lookahead >= T:
+        assert out.abs().max() == 0 and ref.abs().max() == 0
+        return
+    assert_same_outputs_and_gradients(out, ref, (q, k, v), materialize=True)
+
+
+def test_step_form_applies_dropout_to_its_weights():
+    q, k, v = _qkv(T=40)
+    torch.manual_seed(1)
+    a = retrieval_step(q[:, :, -1:], k, v, dropout_p=0.5)
+    torch.manual_seed(1)
+    b = retrieval_step(q[:, :, -1:], k, v, dropout_p=0.5)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, retrieval_step(q[:, :, -1:], k, v))
+
+
 def test_additive_bias_matches_naive():
     q, k, v = _qkv(T=10)
     bias = torch.randn(3, 10, 10, dtype=torch.float64)
@@ -68,6 +103,35 @@ def test_no_mask_attends_to_the_whole_bank():
     q = torch.randn(2, 3, 5, 4, dtype=torch.float64)
     bank_k, bank_v = torch.randn(2, 3, 11, 4, dtype=torch.float64), torch.randn(2, 3, 11, 4, dtype=torch.float64)
     torch.testing.assert_close(retrieval(q, bank_k, bank_v, None), retrieval_naive(q, bank_k, bank_v, None))
+
+
+@pytest.mark.parametrize("B, T, m", [(1, 1, 1), (2, 7, 5), (3, 30, 11)])
+def test_bank_retrieval_matches_the_reference_in_outputs_and_gradients(B, T, m, assert_same_outputs_and_gradients):
+    """Every sequence attends to the same bank (the eager form here: the kernel's tests are in test_kernels)."""
+    q = torch.randn(B, 3, T, 4, dtype=torch.float64, requires_grad=True)
+    P_k, P_v = (torch.randn(3, m, 4, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    ref = retrieval_naive(q, P_k.expand(B, -1, -1, -1), P_v.expand(B, -1, -1, -1), lookahead=None)
+    with kernels.disabled():
+        out = bank_retrieval(q, P_k, P_v)
+    assert_same_outputs_and_gradients(out, ref, (q, P_k, P_v))
+
+
+def test_the_references_use_no_attention_kernel(monkeypatch):
+    """The naive references are independent code: with SDPA broken, they still compute."""
+    q, k, v = _qkv(T=9)
+    expected = retrieval(q, k, v, 1, scale=0.5), retrieval(k, k, v, 2, scale=3.0)
+
+    def broken(*args, **kwargs):
+        raise AssertionError("a reference called a production form")
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", broken)
+    torch.testing.assert_close(retrieval_naive(q, k, v, 1, scale=0.5), expected[0])
+    k1 = torch.nn.functional.normalize(k, dim=-1)
+    torch.testing.assert_close(
+        gaussian_retrieval_naive(k1, k1, v, 3.0, lookahead=2), retrieval_naive(k1, k1, v, 2, 3.0)
+    )
+    with pytest.raises(AssertionError, match="production"):
+        retrieval(k, k, v, 2, scale=3.0)
 
 
 def test_gaussian_kernel_smoothing_equals_softmax_for_unit_norm_keys():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from memory_mosaics.checkpoints import list_checkpoints, verify
 from memory_mosaics.cli import main
-from memory_mosaics.train.checkpoint import list_checkpoints, verify
 
 from .conftest import VOCAB, write_dataset
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from memory_mosaics.distributed import spawn_local
 from memory_mosaics.train import train
-from memory_mosaics.train.distributed import spawn_local
-from memory_mosaics.train.loop import read_log
+from memory_mosaics.train.log import read_log
 
 from .conftest import tiny, train_losses
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from memory_mosaics.models import load_pretrained
+from memory_mosaics import load_pretrained
+from memory_mosaics.checkpoints import list_checkpoints, load_trainer_state, verify
 from memory_mosaics.train import train
-from memory_mosaics.train.checkpoint import list_checkpoints, load_trainer_state, verify
-from memory_mosaics.train.loop import read_log
+from memory_mosaics.train.log import read_log
 
 from .conftest import tiny, train_losses
 
@@ -38,9 +38,10 @@ def test_few_steps_decrease_the_loss(dataset: Path, tmp_path: Path, arch: str) -
 
 def test_same_seed_same_batches_across_architectures(dataset: Path, tmp_path: Path) -> None:
     """The batch order is a function of the seed alone (not of the model or of the RNG use)."""
-    from memory_mosaics.train.batches import BatchOrder, open_split
+    from memory_mosaics.data.shards import TokenShard
+    from memory_mosaics.train.batches import BatchOrder
 
-    tokens = open_split(dataset, "train").tokens
+    tokens = TokenShard.open(dataset, "train").tokens
     a = BatchOrder(tokens, 32, 8, seed=5).micro_batch(3, 0, 1, 0, 8)[0]
     torch.manual_seed(123)
     torch.rand(10)

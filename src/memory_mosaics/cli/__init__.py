@@ -12,16 +12,16 @@ import importlib.util
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("memory_mosaics.experiments.demo", "the main job: laptop-scale reproduction, one report folder"),
-    "induction": ("memory_mosaics.experiments.induction", "one-block induction head: Memory Mosaic vs GPT"),
-    "moons": ("memory_mosaics.experiments.moons.cli", "three moons: predictive disentanglement (Section 5)"),
-    "regbench": ("memory_mosaics.experiments.regbench.cli", "RegBench in-context language learning (Figure 9)"),
-    "prepare": ("memory_mosaics.data.cli", "corpora (.txt, .jsonl, Hugging Face) to token shards and tokenizer"),
-    "convert": ("memory_mosaics.data.convert", "import a checkpoint of the authors' nanoMosaics code"),
-    "train": ("memory_mosaics.train.cli", "train a Memory Mosaic or a GPT (torchrun for several processes)"),
-    "eval": ("memory_mosaics.train.evaluate", "validation loss (and per-position loss) of a checkpoint"),
-    "generate": ("memory_mosaics.generate_cli", "complete prompts with streaming generation or beam search"),
-    "paper": ("memory_mosaics.experiments.language.cli", "the paper's language-model figures and tables"),
+    "demo": ("memory_mosaics.cli.demo", "the main job: laptop-scale reproduction, one report folder"),
+    "induction": ("memory_mosaics.cli.induction", "one-block induction head: Memory Mosaic vs GPT"),
+    "moons": ("memory_mosaics.cli.moons", "three moons: predictive disentanglement (Section 5)"),
+    "regbench": ("memory_mosaics.cli.regbench", "RegBench in-context language learning (Figure 9)"),
+    "prepare": ("memory_mosaics.cli.prepare", "corpora (.txt, .jsonl, Hugging Face) to token shards and tokenizer"),
+    "convert": ("memory_mosaics.cli.convert", "import a checkpoint of the authors' nanoMosaics code"),
+    "train": ("memory_mosaics.cli.train", "train a Memory Mosaic or a GPT (torchrun for several processes)"),
+    "eval": ("memory_mosaics.cli.eval", "validation loss (and per-position loss) of a checkpoint"),
+    "generate": ("memory_mosaics.cli.generate", "complete prompts with streaming generation or beam search"),
+    "paper": ("memory_mosaics.cli.paper", "the paper's language-model figures and tables"),
 }
 
 

@@ -1,7 +1,7 @@
 """``mosaic convert``: import a checkpoint of the authors' nanoMosaics code (facebookresearch/MemoryMosaics) as our
 ``MemoryMosaic``.
 
-The format is described in ``shared/specs/official_checkpoints.md``: a nanoGPT-style ``.pt`` file with the state dict
+The format is described in ``docs/authors_checkpoints.md``: a nanoGPT-style ``.pt`` file with the state dict
 under ``checkpoint["model"]`` (keys ``mosaic.h.{i}....``, maybe prefixed ``_orig_mod.``) and the config under
 ``checkpoint["model_args"]``. Every tensor is checked (names, shapes, finiteness, the tied head, the two buffers that
 encode the masks) and anything that cannot be mapped exactly is refused with one error naming the file and the problem.
@@ -10,12 +10,9 @@ The converted model gives the same logits as the authors' forward (fp32, to ~1e-
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import math
 import pickle
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -23,15 +20,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from memory_mosaics.cli.types import out_folder
+# the authors' key-scale clamp, ours too (one released version of their code uses 5.0 instead)
+from memory_mosaics.layers.features import MAX_LOG_SCALE, PARAM_GAIN
+from memory_mosaics.models.base import VOCAB_PADDING
 
-HELP = "Convert a checkpoint of the authors' nanoMosaics code (ckpt.pt) into a Memory Mosaic (save_pretrained folder)."
-
-LOG_65535 = math.log(2**16 - 1)  # the authors' key-scale clamp (one released version uses 5.0 instead)
 REQUIRED_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias", "pmem_size", "pmem_count")
 IGNORED_ARGS = ("dropout", "leaky_cuda")  # training-time only / a faster kernel for the same leaky average
 PREFIXES = ("_orig_mod.", "module.")  # torch.compile, DDP
-VOCAB_PAD = 128  # a checkpoint may pad the tokenizer's vocabulary (nanoGPT: 50257 -> 50304)
 
 
 class ConversionError(ValueError):
@@ -175,44 +170,60 @@ def _check_buffers(state: dict[str, Tensor], buffers: dict[str, tuple[int, ...]]
             )
 
 
-def _map_key_scale(q: Tensor, scale_pow: int, key_scale_max: float, name: str, where: str) -> Tensor:
-    """Theirs: exp(min(10·p·q, K)); ours: exp(min(10·p·q', log 65535)). With K ≤ log 65535, q' = min(q, K/(10p)) is
-    exact; with K > log 65535 a head above our clamp cannot be represented."""
-    if key_scale_max == LOG_65535:
-        return q
-    if key_scale_max < LOG_65535:
-        return torch.minimum(q, torch.full_like(q, key_scale_max / (10 * scale_pow)))
-    over = (10 * scale_pow * q > LOG_65535).nonzero().flatten().tolist()
+def _map_key_scale(key_scale: Tensor, scale_pow: int, key_scale_max: float, name: str, where: str) -> Tensor:
+    """Theirs: exp(min(10·p·q, K)); ours: exp(min(10·p·q', log 65535)) for the key scale q. With K ≤ log 65535,
+    q' = min(q, K/(10p)) is exact; with K > log 65535 a head above our clamp cannot be represented."""
+    if key_scale_max == MAX_LOG_SCALE:
+        return key_scale
+    if key_scale_max < MAX_LOG_SCALE:
+        return torch.minimum(key_scale, torch.full_like(key_scale, key_scale_max / (PARAM_GAIN * scale_pow)))
+    over = (PARAM_GAIN * scale_pow * key_scale > MAX_LOG_SCALE).nonzero().flatten().tolist()
     if over:
         raise ConversionError(
             f"{where}: {name} heads {over} have a key scale above exp(log 65535), which our model clamps; "
             f"with a clamp at {key_scale_max} in the original code they cannot be mapped exactly"
         )
-    return q
+    return key_scale
 
 
-def from_nanomosaics(
-    state_dict: dict[str, Any],
-    model_args: dict[str, Any],
-    key_scale_max: float = LOG_65535,
-    expected_vocab: int | None = None,
-    source: str = "checkpoint",
-) -> Any:
-    """Our ``MemoryMosaic`` (fp32, eval mode) with the weights of an authors' nanoMosaics state dict.
+def _map_parameters(state: dict[str, Tensor], n_layer: int, key_scale_max: float, source: str) -> dict[str, Tensor]:
+    """Our parameters (fp32) from the authors' checked state dict: their block's ``attn`` is our ``contextual`` memory
+    and their ``mlp`` our ``persistent`` memory; per-head scalars (1, H, 1, 1) become (H,)."""
+    f32 = {k: v.detach().to(torch.float32) for k, v in state.items()}
+    head = lambda t: t.reshape(-1)  # noqa: E731  (1, H, 1, 1) -> (H,)
+    ours: dict[str, Tensor] = {"wte.weight": f32["mosaic.wte.weight"], "lm_head.weight": f32["mosaic.wte.weight"]}
+    for name in ("weight", "bias"):
+        if f"mosaic.ln_f.{name}" in f32:
+            ours[f"ln_f.{name}"] = f32[f"mosaic.ln_f.{name}"]
+    for i in range(n_layer):
+        t, o = f"mosaic.h.{i}", f"blocks.{i}"
+        for a, b in (
+            ("ln_1", "ln_1"),
+            ("ln_2", "ln_2"),
+            ("attn.k_featurizer.W_k", "contextual.key.W_k"),
+            ("attn.v_featurizer.W_v", "contextual.value.W_v"),
+            ("attn.c_proj", "contextual.c_proj"),
+            ("mlp.k_featurizer.W_k", "persistent.key.W_k"),
+            ("mlp.c_proj", "persistent.c_proj"),
+        ):
+            for name in ("weight", "bias"):
+                if f"{t}.{a}.{name}" in f32:
+                    ours[f"{o}.{b}.{name}"] = f32[f"{t}.{a}.{name}"]
+        for a, b, pow_ in (("attn", "contextual", 1), ("mlp", "persistent", 2)):
+            ours[f"{o}.{b}.key.leaky_key_beta"] = head(f32[f"{t}.{a}.k_featurizer.leaky_avg.leaky_key_beta"])
+            key_scale = head(f32[f"{t}.{a}.k_featurizer.key_scale"])
+            theirs = f"{t}.{a}.k_featurizer"
+            ours[f"{o}.{b}.key.key_scale"] = _map_key_scale(key_scale, pow_, key_scale_max, theirs, source)
+        ours[f"{o}.contextual.value.coef"] = head(f32[f"{t}.attn.v_featurizer.coef"])
+        ours[f"{o}.contextual.value.val_scale"] = head(f32[f"{t}.attn.v_featurizer.val_scale"])
+        ours[f"{o}.persistent.P_k"] = f32[f"{t}.mlp.P_k"].squeeze(1)  # (c, 1, H, m, hs) -> (c, H, m, hs)
+        ours[f"{o}.persistent.P_v"] = f32[f"{t}.mlp.P_v"].squeeze(1)
+        ours[f"{o}.persistent.out_scale"] = head(f32[f"{t}.mlp.out_scale"])
+    return ours
 
-    ``key_scale_max`` is the clamp of the key-scale exponent in the code that trained the checkpoint (log 65535 in the
-    version described by the spec; 5.0 in another released version). ``expected_vocab`` (the tokenizer's) is checked
-    against the checkpoint's vocabulary, which may be padded by fewer than 128 ids.
-    """
-    from memory_mosaics.models.mosaic import MemoryMosaic, MosaicConfig
 
-    args = _check_args(dict(model_args), source)
-    state = _strip_prefixes(state_dict)
-    bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
-    if bad:
-        raise ConversionError(f"{source}: state dict entries that are not tensors: {', '.join(bad[:5])}")
-    if "mosaic.wte.weight" not in state:
-        raise ConversionError(f"{source}: {_architecture_hint(list(state))}")
+def _check_state(state: dict[str, Tensor], args: dict[str, Any], source: str) -> None:
+    """Refuse a state dict whose names, shapes, dtypes or values do not fit ``args`` exactly."""
     params, buffers = expected_shapes(args)
     missing = [k for k in params if k not in state]
     unexpected = [k for k in state if k not in params and k not in buffers]
@@ -244,42 +255,39 @@ def from_nanomosaics(
     if not torch.equal(state["lm_head.weight"], state["mosaic.wte.weight"]):
         raise ConversionError(f"{source}: lm_head.weight differs from mosaic.wte.weight; our model ties them")
     _check_buffers(state, buffers, source)
+
+
+def from_nanomosaics(
+    state_dict: dict[str, Any],
+    model_args: dict[str, Any],
+    key_scale_max: float = MAX_LOG_SCALE,
+    expected_vocab: int | None = None,
+    source: str = "checkpoint",
+) -> Any:
+    """Our ``MemoryMosaic`` (fp32, eval mode) with the weights of an authors' nanoMosaics state dict.
+
+    ``key_scale_max`` is the clamp of the key-scale exponent in the code that trained the checkpoint (log 65535 in the
+    version described by the spec; 5.0 in another released version). ``expected_vocab`` (the tokenizer's) is checked
+    against the checkpoint's vocabulary, which may be padded by fewer than VOCAB_PADDING ids.
+    """
+    from memory_mosaics.models.mosaic import MemoryMosaic, MosaicConfig
+
+    args = _check_args(dict(model_args), source)
+    state = _strip_prefixes(state_dict)
+    bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise ConversionError(f"{source}: state dict entries that are not tensors: {', '.join(bad[:5])}")
+    if "mosaic.wte.weight" not in state:
+        raise ConversionError(f"{source}: {_architecture_hint(list(state))}")
+    _check_state(state, args, source)
     V = args["vocab_size"]
-    if expected_vocab is not None and not expected_vocab <= V < expected_vocab + VOCAB_PAD:
+    if expected_vocab is not None and not expected_vocab <= V < expected_vocab + VOCAB_PADDING:
         raise ConversionError(
             f"{source}: vocabulary mismatch: the checkpoint has {V} token embeddings but the tokenizer has "
             f"{expected_vocab} tokens; it was trained with another tokenizer"
         )
 
-    f32 = {k: v.detach().to(torch.float32) for k, v in state.items()}
-    head = lambda t: t.reshape(-1)  # noqa: E731  (1, H, 1, 1) -> (H,)
-    ours: dict[str, Tensor] = {"wte.weight": f32["mosaic.wte.weight"], "lm_head.weight": f32["mosaic.wte.weight"]}
-    for name in ("weight", "bias"):
-        if f"mosaic.ln_f.{name}" in f32:
-            ours[f"ln_f.{name}"] = f32[f"mosaic.ln_f.{name}"]
-    for i in range(args["n_layer"]):
-        t, o = f"mosaic.h.{i}", f"blocks.{i}"
-        for a, b in (
-            ("ln_1", "ln_1"),
-            ("ln_2", "ln_2"),
-            ("attn.k_featurizer.W_k", "attn.key.W_k"),
-            ("attn.v_featurizer.W_v", "attn.value.W_v"),
-            ("attn.c_proj", "attn.c_proj"),
-            ("mlp.k_featurizer.W_k", "mlp.key.W_k"),
-            ("mlp.c_proj", "mlp.c_proj"),
-        ):
-            for name in ("weight", "bias"):
-                if f"{t}.{a}.{name}" in f32:
-                    ours[f"{o}.{b}.{name}"] = f32[f"{t}.{a}.{name}"]
-        for a, b, pow_ in (("attn", "attn", 1), ("mlp", "mlp", 2)):
-            ours[f"{o}.{b}.key.leaky_key_beta"] = head(f32[f"{t}.{a}.k_featurizer.leaky_avg.leaky_key_beta"])
-            q = head(f32[f"{t}.{a}.k_featurizer.key_scale"])
-            ours[f"{o}.{b}.key.key_scale"] = _map_key_scale(q, pow_, key_scale_max, f"{t}.{a}.k_featurizer", source)
-        ours[f"{o}.attn.value.coef"] = head(f32[f"{t}.attn.v_featurizer.coef"])
-        ours[f"{o}.attn.value.val_scale"] = head(f32[f"{t}.attn.v_featurizer.val_scale"])
-        ours[f"{o}.mlp.P_k"] = f32[f"{t}.mlp.P_k"].squeeze(1)  # (c, 1, H, m, hs) -> (c, H, m, hs)
-        ours[f"{o}.mlp.P_v"] = f32[f"{t}.mlp.P_v"].squeeze(1)
-        ours[f"{o}.mlp.out_scale"] = head(f32[f"{t}.mlp.out_scale"])
+    ours = _map_parameters(state, args["n_layer"], key_scale_max, source)
 
     config = MosaicConfig(
         vocab_size=V,
@@ -311,7 +319,7 @@ def from_nanomosaics(
 def convert_checkpoint(
     path: str | Path,
     out_dir: str | Path,
-    key_scale_max: float = LOG_65535,
+    key_scale_max: float = MAX_LOG_SCALE,
     expected_vocab: int | None = None,
 ) -> Any:
     """Read ``path``, convert, ``save_pretrained(out_dir)`` and record the origin in ``out_dir/converted_from.json``."""
@@ -336,43 +344,3 @@ def convert_checkpoint(
     tmp.write_text(json.dumps(origin, indent=2, default=str) + "\n")
     tmp.replace(out / "converted_from.json")
     return model
-
-
-# ---- CLI -------------------------------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="the authors' ckpt.pt (nanoMosaics train.py output)")
-    parser.add_argument(
-        "--out", type=out_folder, required=True, metavar="DIR", help="output folder (config.json, model.safetensors)"
-    )
-    parser.add_argument(
-        "--key-scale-max", default="log65535", metavar="K",
-        help="the key-scale clamp of the code that trained it: log65535 (default, per the spec) or a number "
-        "(one released version of mosaic_model.py clamps at 5)",
-    )  # fmt: skip
-    vocab = parser.add_mutually_exclusive_group()
-    vocab.add_argument("--vocab-size", type=int, help="refuse a checkpoint whose vocabulary does not fit this one")
-    vocab.add_argument("--data", metavar="DIR", help="a prepared dataset whose tokenizer the checkpoint must fit")
-
-
-def run(args: argparse.Namespace) -> int:
-    from memory_mosaics.data.shards import ShardError, read_meta
-
-    try:
-        k = LOG_65535 if args.key_scale_max in ("log65535", "log(65535)") else float(args.key_scale_max)
-    except ValueError:
-        print(f"mosaic convert: error: --key-scale-max: not a number: {args.key_scale_max!r}", file=sys.stderr)
-        return 2
-    try:
-        expected = args.vocab_size
-        if args.data:
-            expected = int(read_meta(args.data)["tokenizer"]["vocab_size"])
-        model = convert_checkpoint(args.checkpoint, args.out, k, expected)
-    except (ConversionError, ShardError) as e:
-        print(f"mosaic convert: error: {e}", file=sys.stderr)
-        return 1
-    c = model.config
-    print(
-        f"{args.out}: Memory Mosaic, {c.n_layer} blocks, d={c.n_embd}, {c.n_head} heads, vocab {c.vocab_size}, "
-        f"pmem {c.pmem_count}x{c.pmem_size}, {model.num_params() / 1e6:.2f}M non-embedding parameters"
-    )
-    return 0

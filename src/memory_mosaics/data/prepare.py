@@ -28,7 +28,7 @@ from memory_mosaics.data.sources import (
     hf_documents,
     require_datasets,
 )
-from memory_mosaics.data.tokenizer import BPE_FILE, GPT2_VOCAB, BPETokenizer, GPT2Tokenizer
+from memory_mosaics.data.tokenizer import BPE_FILE, EOT, GPT2_VOCAB, BPETokenizer, GPT2Tokenizer
 
 BATCH_CHARS = 1 << 20  # text handed to the tokenizer at once (it parallelises within a batch)
 
@@ -43,7 +43,7 @@ class PrepareOptions:
     hf_config: str | None = None
     hf_split: str = "train"
     hf_val_split: str | None = None
-    separator: str = "<|endoftext|>"
+    separator: str = EOT
     fmt: str = "auto"
     text_field: str = "text"
     tokenizer: str = "gpt2"

@@ -19,12 +19,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import torch
+
 FORMAT = 1
 META_FILE = "meta.json"
+VAL_SPLITS = ("val", "valid", "validation")  # the names a validation split goes by, in order of preference
 DTYPES: dict[str, np.dtype] = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 
 
@@ -158,3 +162,18 @@ def write_meta(directory: Path, meta: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps({k: v for k, v in meta.items() if not k.startswith("_")}, indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+def default_val_split(directory: str | Path) -> str | None:
+    """The validation split of a prepared dataset: the first of VAL_SPLITS it has, or None."""
+    splits = read_meta(directory).get("splits", {})
+    return next((s for s in VAL_SPLITS if s in splits), None)
+
+
+def windows(tokens: np.ndarray, starts: np.ndarray, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack ``tokens[s : s + T + 1]`` for each start into (inputs, targets): int64, (len(starts), T) each."""
+    import torch  # here: `mosaic prepare` reads and writes shards without torch
+
+    buf = np.stack([np.asarray(tokens[s : s + T + 1], dtype=np.int64) for s in starts])
+    t = torch.from_numpy(buf)
+    return t[:, :-1], t[:, 1:]

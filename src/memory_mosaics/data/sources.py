@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from memory_mosaics.data.tokenizer import EOT
+
 BLOCK = 1 << 20  # bytes read at a time
 MAX_PIECE = 4 << 20  # characters of one document held before a piece is cut off
 SEPARATORS = ("blank-line", "line", "file")
@@ -263,3 +267,19 @@ def hf_documents(name: str, config: str | None, split: str, info: SourceInfo, te
         text = text.strip()
         if text:
             yield Piece(text, True)
+
+
+def encode_text(path: Path, tokenizer: Any) -> np.ndarray:
+    """A .txt file (documents separated by <|endoftext|>) or a .jsonl file (field "text") as one token stream."""
+    text = read_utf8(path)
+    if path.suffix in (".jsonl", ".ndjson"):
+        docs = [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+        docs = [d if isinstance(d, str) else d["text"] for d in docs]
+    else:
+        docs = [d.strip() for d in text.split(EOT)]
+    ids: list[int] = []
+    for doc in docs:
+        if doc:
+            ids.extend(tokenizer.encode(doc))
+            ids.append(tokenizer.eot_id)
+    return np.asarray(ids, dtype=np.int64)

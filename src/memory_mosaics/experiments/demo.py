@@ -1,43 +1,24 @@
-"""``mosaic demo``: the main job. Runs, on data it makes itself, what the library can already reproduce, and writes
-one report folder (Markdown, JSON, PNG)."""
+"""The demo's own section (``mosaic demo`` runs it, then the other experiments): the one-block induction head, trained
+here, and streaming with it far beyond its training length."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from memory_mosaics.cli.types import out_folder, positive
 from memory_mosaics.experiments.figures import pyplot, save_figure
 from memory_mosaics.experiments.induction import TaskConfig, accuracy, build_models, make_batch, train
 from memory_mosaics.generate import generate
 
 plt = pyplot()
 
-HELP = (
-    "The main job: the laptop-scale reproduction on data made here (one-block induction head and streaming, three "
-    "moons, RegBench at small N), one report folder."
-)
 
-# (section title, module, arguments after --out, report file inside its folder)
-EXPERIMENTS = {
-    "moons": ("Three moons (Section 5)", "memory_mosaics.experiments.moons.cli", [], "report.md"),
-    "regbench": ("RegBench (Figure 9)", "memory_mosaics.experiments.regbench.cli", ["--n-train", "100"], "table.md"),
-}
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=out_folder, default="runs/demo", help="report folder")
-    p.add_argument("--steps", type=positive, default=300, help="training steps of the induction experiment, per model")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--skip", nargs="*", default=[], choices=sorted(EXPERIMENTS), help="experiments to leave out")
-
-
-def induction_section(out: Path, steps: int, seed: int) -> tuple[str, dict]:
+def induction_section(out: Path, steps: int, seed: int) -> tuple[str, dict[str, Any]]:
+    """Train both one-block models for ``steps`` steps at ``seed``, plot their losses into ``out``, measure the Memory
+    Mosaic's streaming; returns the report's Markdown section and its numbers."""
     task = TaskConfig()
     torch.manual_seed(seed)
     models = build_models(task)
@@ -72,7 +53,7 @@ def induction_section(out: Path, steps: int, seed: int) -> tuple[str, dict]:
     results["stream_tokens_per_s"] = 256 / (time.perf_counter() - t0)
 
     m, g = results["mosaic"], results["gpt"]
-    bandwidths = ", ".join(f"{b:.3g}" for b in mosaic.blocks[0].attn.key.log_scale.detach().mul(2).exp().tolist())
+    bandwidths = ", ".join(f"{b:.3g}" for b in mosaic.blocks[0].contextual.key.log_scale.detach().mul(2).exp().tolist())
     text = f"""## One-block induction head (paper, Section 3)
 
 Random sequences of {task.seq_len} tokens over a vocabulary of {task.vocab_size}, in which {task.n_pairs}
@@ -105,42 +86,3 @@ def stream_error(model: torch.nn.Module, x: torch.Tensor, prefill: int) -> float
     parts = [model(x[:, :prefill], state=state)[0]]
     parts += [model(x[:, t : t + 1], state=state)[0] for t in range(prefill, x.shape[1])]
     return (torch.cat(parts, 1) - full).abs().max().item()
-
-
-def run_experiment(name: str, out: Path) -> tuple[str, float]:
-    """Run another command with its defaults; return a section that links to its report, and its duration. An
-    exception in the command propagates; a non-zero exit code (failed acceptance checks) is reported in the section."""
-    title, module_name, argv, report = EXPERIMENTS[name]
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser()
-    module.add_arguments(parser)
-    t0 = time.perf_counter()
-    code = module.run(parser.parse_args(["--out", str(out / name), *argv]))
-    seconds = time.perf_counter() - t0
-    command = " ".join(["mosaic", name, "--out", str(out / name), *argv])
-    text = f"## {title}\n\n`{command}` ({seconds:.0f} s): see [{name}/{report}]({name}/{report}).\n"
-    if code:  # the command ran to the end but says that some of its acceptance checks failed
-        text += f"\nIt exited with code {code}: not all of its acceptance checks passed (details in its report).\n"
-    return text, seconds
-
-
-def run(args: argparse.Namespace) -> int:
-    args.out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    sections, numbers = [], {}
-    text, numbers["induction"] = induction_section(args.out, args.steps, args.seed)
-    sections.append(text)
-    for name in EXPERIMENTS:
-        if name not in args.skip:
-            text, numbers[f"{name}_seconds"] = run_experiment(name, args.out)
-            sections.append(text)
-    numbers["seconds"] = time.perf_counter() - t0
-    numbers["config"] = {"steps": args.steps, "seed": args.seed, "skip": args.skip}
-    (args.out / "results.json").write_text(json.dumps(numbers, indent=2) + "\n")
-    report = "# memory-mosaics demonstration\n\nCommand: `mosaic demo --out {}` ({:.0f} s).\n\n{}".format(
-        args.out, numbers["seconds"], "\n".join(sections)
-    )
-    (args.out / "report.md").write_text(report)
-    print(report)
-    print(f"wrote {args.out / 'report.md'}")
-    return 0

@@ -8,24 +8,20 @@ summarise x_t, values peek at x_{t+1}); a transformer needs two attention layers
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from memory_mosaics.cli.types import out_folder, positive
-from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig
-
-HELP = "Single-block induction head (Section 3): one-block Memory Mosaic versus one-block GPT on recurring bigrams."
+from memory_mosaics.models import LanguageModel, build_model
 
 
 @dataclass
 class TaskConfig:
+    """The synthetic task: sequences of ``seq_len`` tokens in which ``n_pairs`` bigrams recur ``occurrences`` times."""
+
     vocab_size: int = 32
     seq_len: int = 64
     n_pairs: int = 4  # (trigger, target) bigrams per sequence
@@ -63,15 +59,14 @@ def make_batch(task: TaskConfig, batch_size: int, generator: torch.Generator) ->
 
 def build_models(task: TaskConfig, n_embd: int = 64, n_head: int = 4) -> dict[str, LanguageModel]:
     """A one-block Memory Mosaic with contextual memory only, and a one-block GPT with learned positions."""
-    common = dict(vocab_size=task.vocab_size, block_size=task.seq_len, n_layer=1, n_head=n_head, n_embd=n_embd)
-    return {
-        "mosaic": MemoryMosaic(MosaicConfig(**common, persistent="none", bias=False)),
-        "gpt": GPT(GPTConfig(**common, pos="learned", bias=False)),
-    }
+    fields = dict(vocab_size=task.vocab_size, block_size=task.seq_len, n_layer=1, n_head=n_head, n_embd=n_embd)
+    fields.update(bias=False, persistent="none", pos="learned")  # each architecture takes the fields it has
+    return {arch: build_model(arch, **fields) for arch in ("mosaic", "gpt")}  # in this order: the same initial weights
 
 
 @torch.no_grad()
 def accuracy(model: LanguageModel, batch: tuple[Tensor, Tensor, Tensor]) -> float:
+    """Next-token accuracy at the scored positions (the targets an induction head can predict)."""
     x, y, scored = batch
     model.eval()
     pred = model(x)[0].argmax(-1)
@@ -121,29 +116,3 @@ def run_comparison(
             "train_seconds": time.perf_counter() - t0,
         }
     return results
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=out_folder, default="runs/induction", help="report folder")
-    p.add_argument("--steps", type=positive, default=300, help="training steps for each model")
-    p.add_argument("--seed", type=int, default=0, help="seed for initialisation and batches")
-    p.add_argument("--vocab-size", type=int, default=TaskConfig.vocab_size)
-    p.add_argument("--seq-len", type=int, default=TaskConfig.seq_len)
-    p.add_argument("--pairs", type=int, default=TaskConfig.n_pairs, help="(trigger, target) bigrams per sequence")
-    p.add_argument("--occurrences", type=int, default=TaskConfig.occurrences, help="occurrences of each bigram")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        task = TaskConfig(args.vocab_size, args.seq_len, args.pairs, args.occurrences)
-    except ValueError as e:
-        print(f"mosaic induction: error: {e}", file=sys.stderr)
-        return 2
-    results = run_comparison(task, args.steps, args.seed, progress=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    record = {"task": asdict(task), "steps": args.steps, "seed": args.seed, "results": results}
-    (args.out / "induction.json").write_text(json.dumps(record, indent=2) + "\n")
-    for name, r in results.items():
-        print(f"{name:7s} accuracy {r['accuracy']:.3f}  loss {r['final_loss']:.3f}  ({r['train_seconds']:.1f} s)")
-    print(f"wrote {args.out / 'induction.json'}")
-    return 0

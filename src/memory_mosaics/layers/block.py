@@ -21,8 +21,10 @@ class MosaicBlockState(LayerState):
 
 
 class MosaicBlock(nn.Module):
-    """``persistent`` chooses the second sub-layer: persistent memories (the paper), a GPT-2 MLP (the reviewers'
-    ablation), or nothing (a contextual-memory-only block, as in the induction-head experiment of Section 3)."""
+    """The sub-layers are named after the paper: ``contextual`` (the contextual memories) and ``persistent``, which the
+    argument of that name chooses: persistent memories (the paper), a GPT-2 MLP (the reviewers' ablation), or nothing
+    (a contextual-memory-only block, as in the induction-head experiment of Section 3). Weights saved under the names of
+    version 0.1 (``attn``, ``mlp``) load through ``models.legacy``."""
 
     def __init__(
         self,
@@ -39,19 +41,19 @@ class MosaicBlock(nn.Module):
         if persistent not in PERSISTENT_KINDS:
             raise ValueError(f"persistent must be one of {PERSISTENT_KINDS}, got {persistent!r}")
         self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
-        self.attn = ContextualMemory(n_embd, n_head, bias, dropout, lookahead)
+        self.contextual = ContextualMemory(n_embd, n_head, bias, dropout, lookahead)
         self.ln_2: nn.Module | None = None
-        self.mlp: nn.Module | None = None
+        self.persistent: nn.Module | None = None
         if persistent != "none":
             self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
-            self.mlp = (
+            self.persistent = (
                 PersistentMemory(n_embd, n_head, pmem_size, pmem_count, bias, dropout)
                 if persistent == "memory"
                 else MLP(n_embd, bias, dropout)
             )
 
     def forward(self, x: Tensor, state: MosaicBlockState | None = None) -> Tensor:
-        x = x + self.attn(self.ln_1(x), None if state is None else state.contextual)
-        if self.mlp is not None:
-            x = x + self.mlp(self.ln_2(x), None if state is None else state.persistent)
+        x = x + self.contextual(self.ln_1(x), None if state is None else state.contextual)
+        if self.persistent is not None:
+            x = x + self.persistent(self.ln_2(x), None if state is None else state.persistent)
         return x

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from memory_mosaics.layers.features import KeyExtractor, ValueExtractor, merge_heads
-from memory_mosaics.ops.retrieval import retrieval
+from memory_mosaics.ops.retrieval import retrieval, retrieval_step
 from memory_mosaics.state import ContextualState
 
 
@@ -40,13 +40,22 @@ class ContextualMemory(nn.Module):
             k, _ = self.key(x)
             y = retrieval(k, k, self.value(x), self.lookahead, dropout_p=p)
         else:
-            offset = state.keys.length
-            k, state.leaky = self.key(x, state.leaky, state.cache)
-            u = self.value.project(x)
-            if state.pending_u is not None:  # x_t completes v_{t-1}: (k_{t-1}, v_{t-1}) joins the memory
-                u = torch.cat([state.pending_u, u], dim=2)
-            state.values.append(self.value.combine(u[:, :, 1:], u[:, :, :-1], state.cache))
-            state.keys.append(k)
-            state.pending_u = u[:, :, -1:]
-            y = retrieval(k, state.keys.data, state.values.data, self.lookahead, q_offset=offset, dropout_p=p)
+            y = self._stream(x, state, p)
         return self.resid_dropout(self.c_proj(merge_heads(y)))
+
+    def _stream(self, x: Tensor, state: ContextualState, dropout_p: float = 0.0) -> Tensor:
+        """Retrieval for x (B, T, d), which continues the sequence ``state`` has seen: store the pairs x completes, then
+        retrieve, with the step forms for a single token. Returns y per head, before W_o."""
+        offset = state.keys.length
+        k, state.leaky = self.key(x, state.leaky, state.cache)
+        u = self.value.project(x)
+        if state.pending_u is not None:  # x_t completes v_{t-1}: (k_{t-1}, v_{t-1}) joins the memory
+            u = torch.cat([state.pending_u, u], dim=2)
+        state.values.append(self.value.combine(u[:, :, 1:], u[:, :, :-1], state.cache))
+        state.keys.append(k)
+        state.pending_u = u[:, :, -1:]
+        keys, values = state.keys.data, state.values.data
+        if x.shape[1] == 1:
+            visible = max(0, state.keys.length - self.lookahead)  # pairs i ≤ t - s
+            return retrieval_step(k, keys[:, :, :visible], values[:, :, :visible], dropout_p=dropout_p)
+        return retrieval(k, keys, values, self.lookahead, q_offset=offset, dropout_p=dropout_p)

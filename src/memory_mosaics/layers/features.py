@@ -11,6 +11,9 @@ from memory_mosaics.ops.leaky import key_constants, scaled_leaky_keys, scaled_le
 from memory_mosaics.ops.peek import peek_values, peek_values_step, value_constants
 from memory_mosaics.state import ParamCache
 
+# The authors' parametrisation, kept so that their checkpoints map one to one: every per-head scalar p enters ten times
+# larger (β_h = 10·|p|, a scale exp(10·p)), so an Adam step on p moves the value it sets ten times as far.
+PARAM_GAIN = 10
 MAX_LOG_SCALE = math.log(65535)  # the authors clamp the key scale exponent here
 
 
@@ -39,17 +42,18 @@ class KeyExtractor(nn.Module):
         self.n_head = n_head
         self.scale_power = scale_power
         self.W_k = nn.Linear(n_embd, n_embd, bias=bias)
-        self.leaky_key_beta = nn.Parameter(torch.linspace(0.5, 5.0, n_head) / 10)  # λ_h from 0.61 to 0.007
+        self.leaky_key_beta = nn.Parameter(torch.linspace(0.5, 5.0, n_head) / PARAM_GAIN)  # λ_h from 0.61 to 0.007
         self.key_scale = nn.Parameter(torch.full((n_head,), 0.1))
 
     @property
     def decay_rate(self) -> Tensor:
         """β_h, so that the leaky-average coefficient is λ_h = exp(-β_h)."""
-        return 10 * self.leaky_key_beta.abs()
+        return PARAM_GAIN * self.leaky_key_beta.abs()
 
     @property
     def log_scale(self) -> Tensor:
-        return torch.clamp(10 * self.scale_power * self.key_scale, max=MAX_LOG_SCALE)
+        """log s_h, clamped at log 65535."""
+        return torch.clamp(PARAM_GAIN * self.scale_power * self.key_scale, max=MAX_LOG_SCALE)
 
     def forward(
         self, x: Tensor, leaky_state: Tensor | None = None, cache: ParamCache | None = None
@@ -78,6 +82,11 @@ class ValueExtractor(nn.Module):
         self.coef = nn.Parameter(torch.rand(n_head))
         self.val_scale = nn.Parameter(torch.full((n_head,), -0.05))
 
+    @property
+    def log_scale(self) -> Tensor:
+        """log r_h."""
+        return PARAM_GAIN * self.val_scale
+
     def project(self, x: Tensor) -> Tensor:
         """u = W_v x per head, (B, H, T, hs)."""
         return split_heads(self.W_v(x), self.n_head)
@@ -87,9 +96,9 @@ class ValueExtractor(nn.Module):
         keys."""
 
         def make() -> tuple[Tensor, Tensor]:
-            return value_constants(self.coef, 10 * self.val_scale, u_now.dtype)
+            return value_constants(self.coef, self.log_scale, u_now.dtype)
 
         return peek_values_step(u_next, u_now, *(make() if cache is None else cache.get(self, u_now.dtype, make)))
 
     def forward(self, x: Tensor) -> Tensor:
-        return peek_values(self.project(x), self.coef, 10 * self.val_scale)
+        return peek_values(self.project(x), self.coef, self.log_scale)

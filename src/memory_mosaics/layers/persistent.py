@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from memory_mosaics.layers.features import KeyExtractor, merge_heads
+from memory_mosaics.layers.features import PARAM_GAIN, KeyExtractor, merge_heads
 from memory_mosaics.ops.retrieval import bank_retrieval
 from memory_mosaics.state import PersistentState
 
@@ -46,7 +46,7 @@ class PersistentMemory(nn.Module):
     def bank(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """The key bank, and the value bank with the output scale and the mean over banks folded in: they cost less
         there than on the output, (count, H, m, hs) against (B, H, T, hs)."""
-        scale = (torch.exp(10 * self.out_scale) / self.P_k.shape[0]).view(1, -1, 1, 1)
+        scale = (torch.exp(PARAM_GAIN * self.out_scale) / self.P_k.shape[0]).view(1, -1, 1, 1)
         return self.P_k.to(dtype), (self.P_v * scale).to(dtype)
 
     def retrieve(self, k: Tensor, bank: tuple[Tensor, Tensor] | None = None) -> Tensor:

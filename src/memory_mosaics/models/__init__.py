@@ -1,11 +1,10 @@
 """Language models: the Memory Mosaic and the GPT-2 baseline."""
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from memory_mosaics.layers.block import PERSISTENT_KINDS
-from memory_mosaics.models.base import INITS, LanguageModel, read_config
+from memory_mosaics.models.base import INITS, LanguageModel
 from memory_mosaics.models.gpt import GPT, POSITION_ENCODINGS, GPTConfig
 from memory_mosaics.models.mosaic import MemoryMosaic, MosaicConfig
 
@@ -32,14 +31,6 @@ def build_model(arch: str, **fields: Any) -> LanguageModel:
     return MODELS[arch](model_config(arch, **fields)) if arch in MODELS else model_config(arch)
 
 
-def load_pretrained(directory: str | Path, **kwargs: object) -> LanguageModel:
-    """Load whichever model ``directory`` holds (see ``LanguageModel.from_pretrained``)."""
-    model_type, _ = read_config(Path(directory))
-    if model_type not in MODELS:
-        raise ValueError(f"{directory}: unknown model_type {model_type!r} (known: {sorted(MODELS)})")
-    return MODELS[model_type].from_pretrained(directory, **kwargs)
-
-
 __all__ = [
     "GPT",
     "INITS",
@@ -51,6 +42,5 @@ __all__ = [
     "MemoryMosaic",
     "MosaicConfig",
     "build_model",
-    "load_pretrained",
     "model_config",
 ]

@@ -1,10 +1,8 @@
 """What the Memory Mosaic and the GPT baseline share: the language-model forward, initialisation, streaming state,
-accounting, and safetensors checkpoints."""
+accounting and optimiser groups (their files: ``memory_mosaics.checkpoints``)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -12,14 +10,10 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_model, safe_open, save_model
 from torch import Tensor, nn
 
 from memory_mosaics.state import ModelState
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 VOCAB_PADDING = 128  # embeddings are often padded to a multiple of 64 or 128 (GPT-2: 50257 -> 50304)
 INITS = ("gpt2", "library")
 
@@ -151,73 +145,21 @@ class LanguageModel(nn.Module):
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused or None)
 
-    # ---- checkpoints ---------------------------------------------------------------------------------------------
+    # ---- checkpoints (memory_mosaics.checkpoints owns the format) ---------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory``; each file is written then renamed, so an
-        interrupted save never leaves a half-written file under the final name."""
-        directory = Path(directory)
-        if directory.exists() and not directory.is_dir():
-            raise NotADirectoryError(f"cannot save a checkpoint into {directory}: it is a file, not a directory")
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (WEIGHTS_FILE + ".tmp")
-        save_model(self, str(tmp))
-        tmp.replace(directory / WEIGHTS_FILE)
-        meta = {"model_type": self.model_type, "config": dataclasses.asdict(self.config)}
-        tmp = directory / (CONFIG_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
-        tmp.replace(directory / CONFIG_FILE)
-        return directory
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (``checkpoints.save_model``)."""
+        from memory_mosaics.checkpoints import save_model
+
+        return save_model(self, directory)
 
     @classmethod
     def from_pretrained(
         cls, directory: str | Path, vocab_size: int | None = None, map_location: str | torch.device = "cpu"
     ) -> LanguageModel:
-        """Load a model saved by ``save_pretrained``. ``vocab_size``, the tokenizer's vocabulary, when given, must match
-        the checkpoint's, up to padding of the embedding by fewer than 128 rows."""
-        directory = Path(directory)
-        model_type, config = read_config(directory)
-        if model_type != cls.model_type:
-            raise ValueError(f"{directory} holds a {model_type!r} model, not a {cls.model_type!r} model")
-        if vocab_size is not None and not vocab_size <= config["vocab_size"] < vocab_size + VOCAB_PADDING:
-            raise ValueError(
-                f"vocabulary mismatch: {directory / CONFIG_FILE} has vocab_size {config['vocab_size']}, "
-                f"but the tokenizer has {vocab_size} tokens (is this checkpoint from another tokenizer?)"
-            )
-        model = cls(cls.config_class(**config))
-        weights = directory / WEIGHTS_FILE
-        if not weights.is_file():
-            raise FileNotFoundError(f"no weights file {weights}")
-        try:
-            with safe_open(str(weights), framework="pt") as f:
-                for name in ("wte.weight", "lm_head.weight"):  # tied: safetensors stores one of the two
-                    if name in f.keys():  # noqa: SIM118 (safe_open has no __contains__)
-                        rows = f.get_slice(name).get_shape()[0]
-                        if rows != config["vocab_size"]:
-                            raise ValueError(
-                                f"vocabulary mismatch: {weights} has {rows} embedding rows but its config says "
-                                f"vocab_size {config['vocab_size']}"
-                            )
-            missing, unexpected = load_model(model, str(weights), strict=False, device=str(map_location))
-        except (SafetensorError, OSError, RuntimeError) as e:
-            raise ValueError(f"cannot load {weights}: {e}") from e
-        if missing or unexpected:
-            raise ValueError(
-                f"{weights} does not fit a {cls.model_type} model: missing {missing}, unexpected {unexpected}"
-            )
-        return model.to(map_location)
+        """Load a model saved by ``save_pretrained`` (``checkpoints.load_model``)."""
+        from memory_mosaics.checkpoints import load_model
 
-
-def read_config(directory: Path) -> tuple[str, dict[str, Any]]:
-    path = directory / CONFIG_FILE
-    if not directory.is_dir():
-        raise FileNotFoundError(f"no checkpoint directory {directory}")
-    if not path.is_file():
-        raise FileNotFoundError(f"{directory} has no {CONFIG_FILE}; is it a directory written by save_pretrained?")
-    try:
-        meta = json.loads(path.read_text())
-        return meta["model_type"], meta["config"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not a valid model config: {e}") from e
+        return load_model(directory, cls, vocab_size, map_location)
 
 
 RANGES: dict[str, Callable[[Any], bool]] = {

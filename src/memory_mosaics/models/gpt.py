@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from memory_mosaics.layers.features import merge_heads, split_heads
 from memory_mosaics.layers.mlp import MLP
 from memory_mosaics.models.base import LanguageModel, check_common
-from memory_mosaics.ops.retrieval import retrieval
+from memory_mosaics.ops.retrieval import retrieval, retrieval_step
 from memory_mosaics.state import AttentionState, ModelState
 
 POSITION_ENCODINGS = ("learned", "rope", "alibi", "none")
@@ -89,8 +89,11 @@ class CausalSelfAttention(nn.Module):
             t = torch.arange(offset, offset + q.shape[2], device=x.device)
             i = torch.arange(k.shape[2], device=x.device)
             bias = -(self.slopes.view(-1, 1, 1) * (t[:, None] - i[None, :])).to(q.dtype)
-        p = self.attn_dropout if self.training else 0.0
-        y = retrieval(q, k, v, lookahead=0, scale=1 / math.sqrt(q.shape[-1]), q_offset=offset, dropout_p=p, bias=bias)
+        p, scale = self.attn_dropout if self.training else 0.0, 1 / math.sqrt(q.shape[-1])
+        if state is not None and q.shape[2] == 1:  # a streamed token sees the whole cache, its own pair included
+            y = retrieval_step(q, k, v, scale=scale, dropout_p=p, bias=bias)
+        else:
+            y = retrieval(q, k, v, lookahead=0, scale=scale, q_offset=offset, dropout_p=p, bias=bias)
         return self.resid_dropout(self.c_proj(merge_heads(y)))
 
 

@@ -1,13 +1,13 @@
 """Leaky average of eq. (6): k̄_t = k̃_t + λ k̄_{t-1}, one decay λ_h = exp(-β_h) per head.
 
 Three forms, as in flash-linear-attention:
-  * ``leaky_average_naive``: an explicit loop over time (tests only);
+  * ``leaky_average_naive``: an explicit loop over time, independent of the other two (tests only);
   * ``leaky_average``: the chunked parallel form for training, O(T) work and memory;
   * ``leaky_average_step``: the O(1) update for streaming, with the decay λ_h precomputed (``step_decay``).
 
 The key path of eq. (6), leaky average then scaled normalisation, comes in the same three forms:
-``scaled_leaky_keys_naive``, ``scaled_leaky_keys`` (one autograd node; for fp32 CPU tensors, on the fused kernels of
-``ops/kernels.py``) and ``scaled_leaky_keys_step``.
+``scaled_leaky_keys_naive`` (a loop over time), ``scaled_leaky_keys`` (one autograd node; for fp32 CPU tensors, on the
+fused kernels of ``ops/kernels.py``) and ``scaled_leaky_keys_step`` (what a streaming key extractor runs per token).
 
 Shapes: ``x`` is (B, H, T, D); ``beta`` is (H,) with β_h ≥ 0; a state is k̄ at the last position, (B, H, D).
 
@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from memory_mosaics.ops import kernels
-from memory_mosaics.ops.norm import head_scale, head_sum, scaled_norm, scaled_norm_backward
+from memory_mosaics.ops.norm import NORM_EPS, head_scale, head_sum, scaled_norm, scaled_norm_backward
 
 MAX_CARRY_MATRIX = 64  # chunks whose boundary states one (N × N) matmul carries; more chunks recurse
 
@@ -216,9 +216,15 @@ def leaky_average(
 def scaled_leaky_keys_naive(
     x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Reference for the whole key path of eq. (6): k_t = exp(log_scale_h) · k̄_t / (‖k̄_t‖ + ε)."""
-    k_bar, last = leaky_average(x, beta, state)
-    return scaled_norm(k_bar, head_scale(log_scale, k_bar.dtype))[0], last
+    """Reference for the whole key path of eq. (6), one time step at a time: k̄_t = x_t + λ_h k̄_{t-1}, then
+    k_t = exp(log_scale_h) · k̄_t / (‖k̄_t‖ + ε). Returns (k for every position, k̄ at the last position)."""
+    decay, scale = torch.exp(-beta).view(1, -1, 1), torch.exp(log_scale).view(1, -1, 1)
+    k_bar = torch.zeros_like(x[:, :, 0]) if state is None else state
+    keys = []
+    for t in range(x.shape[2]):
+        k_bar = decay * k_bar + x[:, :, t]
+        keys.append(scale * k_bar / (k_bar.norm(dim=-1, keepdim=True) + NORM_EPS))
+    return torch.stack(keys, dim=2), k_bar
 
 
 def scaled_leaky_keys_step(
@@ -241,20 +247,21 @@ class _ScaledLeakyKeys(torch.autograd.Function):
     def forward(ctx, x: Tensor, beta: Tensor, log_scale: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
         k_bar = _scan(x, beta, state)
         last = k_bar[:, :, -1].clone()
-        k, q = scaled_norm(k_bar, head_scale(log_scale, k_bar.dtype), inplace=True)  # k̄ is rebuilt from k when needed
+        # k̄ is rebuilt from k and the denominators ‖k̄‖ + ε when needed
+        k, denom = scaled_norm(k_bar, head_scale(log_scale, k_bar.dtype), inplace=True)
         k = k.to(x.dtype)
-        ctx.save_for_backward(k, q, beta, log_scale, state)
+        ctx.save_for_backward(k, denom, beta, log_scale, state)
         return k, last
 
     @staticmethod
     def backward(ctx, g_k: Tensor, g_last: Tensor | None):
-        k, q, beta, log_scale, state = ctx.saved_tensors
-        x_dtype, k = k.dtype, k.to(q.dtype)  # k was saved in x's dtype; q is in the accumulation dtype
-        scale = head_scale(log_scale, q.dtype)
-        g_bar, g_log_scale = scaled_norm_backward(g_k.to(q.dtype), k, q, scale)
+        k, denom, beta, log_scale, state = ctx.saved_tensors
+        x_dtype, k = k.dtype, k.to(denom.dtype)  # k was saved in x's dtype; denom is in the accumulation dtype
+        scale = head_scale(log_scale, denom.dtype)
+        g_bar, g_log_scale = scaled_norm_backward(g_k.to(denom.dtype), k, denom, scale)
         if g_last is not None:
             g_bar[:, :, -1] += g_last
-        g_x, g_beta, g_state = _leaky_backward(g_bar, k, beta, state, out_scale=q / scale, inplace=True)
+        g_x, g_beta, g_state = _leaky_backward(g_bar, k, beta, state, out_scale=denom / scale, inplace=True)
         return g_x.to(x_dtype), g_beta, g_log_scale, g_state
 
 

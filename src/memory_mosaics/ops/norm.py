@@ -23,18 +23,19 @@ def scaled_norm(x: Tensor, scale: Tensor, inplace: bool = False) -> tuple[Tensor
     """The normalised, scaled x (B, H, T, D), and its denominator ‖x‖ + ε (what a backward pass needs).
 
     ``scale`` is ``head_scale(log_scale, x.dtype)``; ``inplace`` overwrites x (for autograd functions that own it)."""
-    q = x.norm(dim=-1, keepdim=True) + NORM_EPS
-    factor = scale / q  # one (B, H, T, 1) factor: a single pass over x
-    return (x.mul_(factor) if inplace else x * factor), q
+    denom = x.norm(dim=-1, keepdim=True) + NORM_EPS
+    factor = scale / denom  # one (B, H, T, 1) factor: a single pass over x
+    return (x.mul_(factor) if inplace else x * factor), denom
 
 
-def scaled_norm_backward(grad: Tensor, out: Tensor, q: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
-    """dL/dx and dL/dlog_scale from dL/d(out) for out = scale·x/q, q = ‖x‖ + ε, rebuilt from the output alone.
+def scaled_norm_backward(grad: Tensor, out: Tensor, denom: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
+    """dL/dx and dL/dlog_scale from dL/d(out) for out = scale·x/denom, denom = ‖x‖ + ε, rebuilt from the output alone.
 
-    dL/dx = (scale/q)·g - out·(out·g)/(scale·‖x‖), since x/‖x‖ = out·q/(scale·‖x‖); dL/dlog_scale_h = Σ out·g."""
+    dL/dx = (scale/denom)·g - out·(out·g)/(scale·‖x‖), since x/‖x‖ = out·denom/(scale·‖x‖); dL/dlog_scale_h = Σ out·g.
+    """
     g_x = grad * out  # scratch for the dot product first, then the result: one fresh buffer
     dot = g_x.sum(-1, keepdim=True)
-    r = (q - NORM_EPS).clamp_min(torch.finfo(out.dtype).tiny)  # ‖x‖, kept finite for x = 0
-    torch.mul(grad, scale / q, out=g_x)
-    g_x.addcmul_(out, dot / (scale * r), value=-1)
+    norm = (denom - NORM_EPS).clamp_min(torch.finfo(out.dtype).tiny)  # ‖x‖, kept finite for x = 0
+    torch.mul(grad, scale / denom, out=g_x)
+    g_x.addcmul_(out, dot / (scale * norm), value=-1)
     return g_x, head_sum(dot)

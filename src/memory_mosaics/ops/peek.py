@@ -1,11 +1,10 @@
 """Peek-ahead values of eq. (6): v_t = r_h · m_t / (‖m_t‖ + ε) with m_t = (1 - c_h)·u_{t+1} + c_h·u_t.
 
-``peek_values_naive`` is the composition of tensor operations (reference); ``peek_values`` is the training form: one
-autograd node that keeps only u and the norms (the values themselves are kept by the retrieval), instead of the four
-activations autograd would keep (for fp32 CPU tensors, on the fused kernels of ``ops/kernels.py``);
-``peek_values_step`` is the streaming form, where u_{t+1} is the next token's
-projection, with the per-head constants of ``value_constants``.
-The last position has no successor and takes u_T = 0; a look-ahead ≥ 1 never reads its value.
+Three forms: ``peek_values_naive``, a loop over positions (tests only); ``peek_values``, the parallel form for training
+and evaluation: one autograd node that keeps only u and the norms (the values themselves are kept by the retrieval),
+instead of the four activations autograd would keep (for fp32 CPU tensors, on the fused kernels of ``ops/kernels.py``);
+``peek_values_step``, the streaming form, where u_{t+1} is the next token's projection, with the per-head constants of
+``value_constants``. The last position has no successor and takes u_T = 0; a look-ahead ≥ 1 never reads its value.
 """
 
 from __future__ import annotations
@@ -14,12 +13,7 @@ import torch
 from torch import Tensor
 
 from memory_mosaics.ops import kernels
-from memory_mosaics.ops.norm import head_scale, head_sum, scaled_norm, scaled_norm_backward
-
-
-def _shift_up(u: Tensor) -> Tensor:
-    """u_{t+1} for every t, with zero after the last position; u is (B, H, T, D)."""
-    return torch.cat([u[:, :, 1:], torch.zeros_like(u[:, :, :1])], dim=2)
+from memory_mosaics.ops.norm import NORM_EPS, head_scale, head_sum, scaled_norm, scaled_norm_backward
 
 
 def value_constants(coef: Tensor, log_scale: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -34,7 +28,16 @@ def peek_values_step(u_next: Tensor, u_now: Tensor, c: Tensor, scale: Tensor) ->
 
 
 def peek_values_naive(u: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
-    return peek_values_step(_shift_up(u), u, *value_constants(coef, log_scale, u.dtype))
+    """Reference, one position at a time: v_t = exp(log_scale_h) · m_t / (‖m_t‖ + ε) with
+    m_t = (1 - c_h)·u_{t+1} + c_h·u_t, and u_T = 0 after the last position."""
+    c, scale = coef.view(1, -1, 1), torch.exp(log_scale).view(1, -1, 1)
+    T = u.shape[2]
+    values = []
+    for t in range(T):
+        u_next = u[:, :, t + 1] if t + 1 < T else torch.zeros_like(u[:, :, t])
+        m = (1 - c) * u_next + c * u[:, :, t]
+        values.append(scale * m / (m.norm(dim=-1, keepdim=True) + NORM_EPS))
+    return torch.stack(values, dim=2)
 
 
 class _PeekValues(torch.autograd.Function):
@@ -43,15 +46,15 @@ class _PeekValues(torch.autograd.Function):
         c, scale = value_constants(coef, log_scale, u.dtype)
         m = u * c
         m[:, :, :-1].addcmul_(u[:, :, 1:], 1 - c)
-        v, q = scaled_norm(m, scale, inplace=True)
-        ctx.save_for_backward(u, v, q, coef, log_scale)
+        v, denom = scaled_norm(m, scale, inplace=True)
+        ctx.save_for_backward(u, v, denom, coef, log_scale)
         return v
 
     @staticmethod
     def backward(ctx, g_v: Tensor):
-        u, v, q, coef, log_scale = ctx.saved_tensors
+        u, v, denom, coef, log_scale = ctx.saved_tensors
         c, scale = value_constants(coef, log_scale, u.dtype)
-        g_m, g_log_scale = scaled_norm_backward(g_v, v, q, scale)
+        g_m, g_log_scale = scaled_norm_backward(g_v, v, denom, scale)
         # dm_t/dc = u_t - u_{t+1}; one scratch buffer serves both dot products, then holds g_u
         scratch = g_m * u
         g_coef = head_sum(scratch)
@@ -80,9 +83,7 @@ class _PeekValuesCPU(torch.autograd.Function):
 
 
 def peek_values(u: Tensor, coef: Tensor, log_scale: Tensor) -> Tensor:
-    """Values for every position of a full sequence of projections u = W_v x, (B, H, T, D)."""
+    """Values for every position of a full sequence of projections u = W_v x, (B, H, T, D), with or without autograd."""
     if u.shape[2] > 1 and kernels.applies(u, coef, log_scale):
         return _PeekValuesCPU.apply(u, coef, log_scale)
-    if torch.is_grad_enabled():
-        return _PeekValues.apply(u, coef, log_scale)
-    return peek_values_naive(u, coef, log_scale)
+    return _PeekValues.apply(u, coef, log_scale)

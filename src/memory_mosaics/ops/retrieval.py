@@ -9,8 +9,9 @@ y_t = Σ_{i ≤ t-s} softmax_i(scale · q_t·k_i) v_i over the stored pairs, wit
 With unit-norm keys, kernel smoothing with the Gaussian kernel exp(-β/2‖q - k_i‖²) equals this softmax with scale β;
 ``gaussian_retrieval_naive`` states eq. (2) literally and the tests check the equivalence.
 
-Three forms: ``retrieval_naive`` (loops, tests only), ``retrieval`` (parallel; strict causality is ordinary causality
-on shifted sequences, so it runs on ``scaled_dot_product_attention``), ``retrieval_step`` (one query against a memory).
+Three forms: ``retrieval_naive`` (loops, tests only), ``retrieval`` (parallel, for training and prefill; strict
+causality is ordinary causality on shifted sequences, so it runs on ``scaled_dot_product_attention``) and
+``retrieval_step`` (a streamed token's query against the pairs it may see: what the streaming layers run per token).
 ``bank_retrieval`` is s = None against one bank shared by every sequence (a persistent memory), with a CPU kernel.
 Shapes: queries (B, H, Tq, D), keys and values (B, H, Tk, D). Query j sits at absolute position ``q_offset + j`` and
 key i at absolute position i.
@@ -59,11 +60,19 @@ def gaussian_retrieval_naive(query: Tensor, keys: Tensor, values: Tensor, beta: 
     return out
 
 
-def retrieval_step(query: Tensor, keys: Tensor, values: Tensor, scale: float = 1.0) -> Tensor:
-    """One query per sequence, (B, H, 1, D), against every pair in the memory; zero when the memory is empty."""
+def retrieval_step(
+    query: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    scale: float = 1.0,
+    dropout_p: float = 0.0,
+    bias: Tensor | None = None,
+) -> Tensor:
+    """One query per sequence, (B, H, 1, D), against every pair given (the caller leaves out those the look-ahead
+    hides); zero when there is none. ``bias`` (B, H, 1, Tk) or broadcastable, as in ``retrieval``."""
     if keys.shape[2] == 0:
         return torch.zeros(*query.shape[:-1], values.shape[-1], dtype=values.dtype, device=values.device)
-    return F.scaled_dot_product_attention(query, keys, values, scale=scale)
+    return F.scaled_dot_product_attention(query, keys, values, attn_mask=bias, dropout_p=dropout_p, scale=scale)
 
 
 def _concat_time(parts: list[Tensor]) -> Tensor:
@@ -115,7 +124,7 @@ def retrieval(
     dropout_p: float = 0.0,
     bias: Tensor | None = None,
 ) -> Tensor:
-    """Parallel retrieval for a chunk of queries, used in training, prefill and (with one query) streaming.
+    """Parallel retrieval for a chunk of queries, used in training and prefill (``retrieval_step`` streams one token).
 
     Query j may see keys i ≤ q_offset + j - s. Queries with an empty memory (the first s - q_offset) output zero; the
     others form a causal pattern aligned to the bottom-right corner: with q_offset = 0 it is

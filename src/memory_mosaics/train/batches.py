@@ -1,4 +1,4 @@
-"""Token shards and the seed-determined batch order.
+"""The seed-determined batch order of training.
 
 The paper compares architectures "on the same mini-batches of examples in the same order" (App. D.2), so the order is
 a function of the seed alone: epoch ``e`` cuts the training tokens into windows of ``block_size + 1`` tokens at an
@@ -10,75 +10,11 @@ data position is just the step number.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 import torch
 from torch import Tensor
 
-VAL_SPLITS = ("val", "valid", "validation")
-
-
-@dataclass
-class _Shard:
-    """Fallback reader of the prepared-dataset format, used until ``memory_mosaics.data.shards`` exists."""
-
-    tokens: np.ndarray
-    meta: dict[str, Any]
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.meta["tokenizer"]["vocab_size"])
-
-    @property
-    def eot_id(self) -> int:
-        return int(self.meta["tokenizer"]["eot_id"])
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    @classmethod
-    def open(cls, directory: str | Path, split: str) -> _Shard:
-        directory = Path(directory)
-        meta = json.loads((directory / "meta.json").read_text())
-        tokens = np.memmap(directory / f"{split}.bin", dtype=np.dtype(meta["dtype"]).newbyteorder("<"), mode="r")
-        return cls(tokens, meta)
-
-
-def read_meta(directory: str | Path) -> dict[str, Any]:
-    try:  # the data package's reader checks the format
-        from memory_mosaics.data.shards import read_meta as checked
-    except ImportError:
-        pass
-    else:
-        return checked(directory)
-    path = Path(directory) / "meta.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not a prepared dataset: no {path} (run `mosaic prepare` first)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
-
-
-def open_split(directory: str | Path, split: str) -> Any:
-    """A token shard (``.tokens`` memmap, ``.meta``, ``.vocab_size``, ``.eot_id``), with a clear error when absent."""
-    meta = read_meta(directory)
-    if split not in meta.get("splits", {}) and not (Path(directory) / f"{split}.bin").is_file():
-        raise FileNotFoundError(f"{directory} has no split {split!r} (it has {sorted(meta.get('splits', {}))})")
-    try:
-        from memory_mosaics.data.shards import TokenShard
-    except ImportError:
-        return _Shard.open(directory, split)
-    return TokenShard.open(directory, split)
-
-
-def default_val_split(directory: str | Path) -> str | None:
-    splits = read_meta(directory).get("splits", {})
-    return next((s for s in VAL_SPLITS if s in splits), None)
+from memory_mosaics.data.shards import windows
 
 
 def _generator(*key: int) -> torch.Generator:
@@ -121,23 +57,3 @@ class BatchOrder:
         """Inputs and targets (micro_size, T) of micro-batch ``micro`` of process ``rank`` at step ``step``."""
         first = step * self.B + rank * (self.B // world) + micro * micro_size
         return windows(self.tokens, self.starts(first, micro_size), self.T)
-
-    def epoch_of(self, step: int) -> float:
-        return step * self.B / self.windows
-
-
-def windows(tokens: np.ndarray, starts: np.ndarray, T: int) -> tuple[Tensor, Tensor]:
-    """Stack ``tokens[s : s + T + 1]`` for each start into (x, y) int64 tensors."""
-    buf = np.stack([np.asarray(tokens[s : s + T + 1], dtype=np.int64) for s in starts])
-    t = torch.from_numpy(buf)
-    return t[:, :-1], t[:, 1:]
-
-
-def eval_starts(n_tokens: int, block_size: int, max_windows: int = 0) -> np.ndarray:
-    """Validation windows: consecutive, non-overlapping, from the start of the split (the same for every run)."""
-    count = (n_tokens - 1) // block_size
-    if count < 1:
-        raise ValueError(f"the split has {n_tokens} tokens, fewer than block_size + 1 = {block_size + 1}")
-    if max_windows:
-        count = min(count, max_windows)
-    return np.arange(count, dtype=np.int64) * block_size

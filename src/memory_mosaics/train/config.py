@@ -1,14 +1,22 @@
-"""Training options: one flat dataclass, one CLI flag per field (the help text lives beside the field)."""
+"""Training options: one flat dataclass; ``mosaic train`` makes one flag per field from the help text beside it."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memory_mosaics.models import INITS, MODELS, PERSISTENT_KINDS, POSITION_ENCODINGS, GPTConfig, MosaicConfig
+from memory_mosaics.devices import PRECISIONS
+from memory_mosaics.models import (
+    INITS,
+    MODELS,
+    PERSISTENT_KINDS,
+    POSITION_ENCODINGS,
+    GPTConfig,
+    MosaicConfig,
+    model_config,
+)
 from memory_mosaics.models.base import check_range
 
 
@@ -73,7 +81,7 @@ class TrainConfig:
     dtype: str = _opt(
         "auto",
         "autocast dtype: auto (bf16 on CUDA when supported, else fp32)",
-        choices=("auto", "float32", "bfloat16", "float16"),
+        choices=PRECISIONS,
     )
     compile: bool = _opt(False, "torch.compile the model")
     fsdp: bool = _opt(
@@ -128,10 +136,10 @@ class TrainConfig:
         return self.lr_decay_iters or self.max_iters
 
     def model_config(self, vocab_size: int) -> MosaicConfig | GPTConfig:
-        """The architecture this run trains, for a dataset of ``vocab_size`` tokens."""
-        vocab = -(-vocab_size // self.pad_vocab) * self.pad_vocab
-        common = dict(
-            vocab_size=vocab,
+        """The architecture this run trains, for a dataset of ``vocab_size`` tokens (padded to ``pad_vocab``)."""
+        return model_config(
+            self.arch,
+            vocab_size=-(-vocab_size // self.pad_vocab) * self.pad_vocab,
             block_size=self.block_size,
             n_layer=self.n_layer,
             n_head=self.n_head,
@@ -140,30 +148,11 @@ class TrainConfig:
             bias=self.bias,
             init=self.init,
             logit_scale=self.logit_scale,
-        )
-        if self.arch == "gpt":
-            return GPTConfig(**common, pos=self.pos)
-        return MosaicConfig(
-            **common, pmem_size=self.pmem_size or None, pmem_count=self.pmem_count, persistent=self.persistent
+            pos=self.pos,
+            pmem_size=self.pmem_size or None,
+            pmem_count=self.pmem_count,
+            persistent=self.persistent,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    # ---- command line
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        for f in dataclasses.fields(cls):
-            flag = "--" + f.name.replace("_", "-")
-            kw: dict[str, Any] = {"default": f.default, "help": f"{f.metadata['help']} (default: {f.default})"}
-            if "choices" in f.metadata:
-                kw["choices"] = f.metadata["choices"]
-            if f.type in ("bool", bool):
-                kw["action"] = argparse.BooleanOptionalAction
-            else:
-                kw["type"] = {"int": int, "float": float, "str": str}[f.type]
-            parser.add_argument(flag, dest=f.name, **kw)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> TrainConfig:
-        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})

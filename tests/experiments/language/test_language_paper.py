@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from memory_mosaics.cli import main
+from memory_mosaics.evaluate import window_loss
 from memory_mosaics.experiments.language.attention import last_query_weights, peak_extent, peak_width
-from memory_mosaics.experiments.language.positions import crossings, per_position_loss
+from memory_mosaics.experiments.language.common import EvalData, load_checkpoints
+from memory_mosaics.experiments.language.ood import crossings, ood
 from memory_mosaics.layers.features import merge_heads, split_heads
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
 
@@ -85,6 +87,26 @@ def test_ood_per_position_and_crossing(tiny: Path) -> None:
     assert set(numbers["crossing"]) >= {"first_below", "below_from", "sign_changes"}
 
 
+def test_ood_library_call_matches_the_command(tiny: Path) -> None:
+    """The typed library function behind `mosaic paper ood` gives the command's numbers (no argparse involved)."""
+    runs = [str(tiny / "runs" / "mosaic_L1"), f"Transformer={tiny / 'runs' / 'gpt_L1'}"]
+    argv = ["paper", "ood", *runs, "--text", str(tiny / "val.txt"), "--max-windows", "4", "--smooth", "3"]
+    assert main([*argv, "--out", str(tiny / "out_ood_cli")]) == 0
+    with torch.no_grad():
+        data = EvalData(text=tiny / "val.txt", max_windows=4)
+        numbers = ood(load_checkpoints(runs), data, tiny / "out_ood_lib", context=0, smoothing=3)
+    assert json.loads((tiny / "out_ood_cli" / "ood.json").read_text()) == json.loads(
+        (tiny / "out_ood_lib" / "ood.json").read_text()
+    )
+    assert numbers["crossing"]["mosaic"] == "Memory Mosaic 1L" and numbers["crossing"]["gpt"] == "Transformer"
+
+
+def test_paper_errors_name_the_command(tiny: Path, capsys) -> None:
+    argv = ["paper", "ood", str(tiny / "runs" / "mosaic_L1"), "--text", str(tiny / "missing.txt")]
+    assert main([*argv, "--out", str(tiny / "out_missing")]) == 2
+    assert "mosaic paper ood: error: no text file" in capsys.readouterr().err
+
+
 def test_prompts_side_by_side(tiny: Path) -> None:
     out = tiny / "out_prompts"
     prompts = tiny / "prompts.jsonl"
@@ -149,7 +171,7 @@ def test_last_query_weights_reproduce_the_layer(model: str) -> None:
         m = MemoryMosaic(MosaicConfig(vocab_size=32, block_size=12, n_layer=1, n_head=2, n_embd=8))
     else:
         m = GPT(GPTConfig(vocab_size=32, block_size=12, n_layer=1, n_head=2, n_embd=8, pos=model))
-    layer = m.blocks[0].attn.eval()
+    layer = (m.blocks[0].contextual if model == "mosaic" else m.blocks[0].attn).eval()
     x = torch.randn(3, 12, 8)
     w = last_query_weights(layer, x)
     v = layer.value(x) if model == "mosaic" else split_heads(layer.c_attn(x).split(8, dim=2)[2], 2)
@@ -160,8 +182,8 @@ def test_last_query_weights_reproduce_the_layer(model: str) -> None:
 def test_streamed_per_position_loss_equals_one_forward() -> None:
     m = MemoryMosaic(MosaicConfig(vocab_size=32, block_size=8, n_layer=2, n_head=2, n_embd=8)).eval()
     tokens = np.random.default_rng(0).integers(0, 32, 200)
-    full = per_position_loss(m, tokens, 24, batch_size=3, max_windows=5)
-    streamed = per_position_loss(m, tokens, 24, batch_size=3, max_windows=5, chunk=7)
+    full = window_loss(m, tokens, 24, batch_size=3, max_windows=5)
+    streamed = window_loss(m, tokens, 24, batch_size=3, max_windows=5, chunk=7)
     np.testing.assert_allclose(streamed["per_position"], full["per_position"], rtol=1e-5)
     assert streamed["windows"] == full["windows"] == 5
 

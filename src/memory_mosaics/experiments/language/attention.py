@@ -1,7 +1,7 @@
 """Figures 14, 15 and 16: how the last position of a window attends to earlier positions.
 
 - Figure 14: at the training length, per head and averaged, for each model (paper: one-block Memory Mosaic and GPT).
-- Figure 15: on windows ``--extend`` (3) times the training length, for the models without learned positions
+- Figure 15: on windows ``extend`` (3) times the training length, for the models without learned positions
   (Memory Mosaic, GPT with RoPE or ALiBi).
 - Figure 16: for Memory Mosaics, the leaky-average rate λ_φ = exp(-β_h) of each head against the width of the peak of
   its attention on the most recent tokens.
@@ -12,28 +12,19 @@ blocks' ``ln_1`` capture the layer inputs, then the scores of the last query are
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from memory_mosaics.cli.types import natural, positive
-from memory_mosaics.experiments.language.common import (
-    Checkpoint,
-    add_checkpoint_arguments,
-    add_data_arguments,
-    eval_tokens,
-    load_checkpoints,
-    md_table,
-    panel_grid,
-    pyplot,
-    save_figure,
-    write_outputs,
-)
+from memory_mosaics.data.shards import windows
+from memory_mosaics.evaluate import eval_starts
+from memory_mosaics.experiments.figures import pyplot, save_figure
+from memory_mosaics.experiments.language.common import Checkpoint, EvalData, md_table, panel_grid, write_outputs
+from memory_mosaics.layers.block import MosaicBlock
 from memory_mosaics.layers.contextual import ContextualMemory
 from memory_mosaics.layers.features import split_heads
 from memory_mosaics.models import LanguageModel
@@ -42,12 +33,9 @@ from memory_mosaics.models.gpt import CausalSelfAttention, rope
 NAME = "attention"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_checkpoint_arguments(p, "checkpoints or run folders (e.g. 1-block Mosaic, GPT, GPT-RoPE, GPT-ALiBi)")
-    add_data_arguments(p)
-    p.add_argument("--extend", type=natural, default=3, help="Figure 15 window, in training contexts (0 = skip)")
-    p.add_argument("--block", type=natural, default=0, help="the block whose heads are plotted (all are saved)")
-    p.add_argument("--recent", type=positive, default=64, help="Figure 16: plot this many most recent positions")
+def mixing_layer(block: nn.Module) -> nn.Module:
+    """The layer of a block that mixes positions: a Memory Mosaic's contextual memory, a GPT's attention."""
+    return block.contextual if isinstance(block, MosaicBlock) else block.attn
 
 
 def last_query_weights(layer: torch.nn.Module, x: Tensor) -> Tensor:
@@ -75,8 +63,6 @@ def mean_attention(
     model: LanguageModel, tokens: np.ndarray, context: int, batch_size: int, max_windows: int
 ) -> tuple[np.ndarray, int]:
     """Attention of the last position, averaged over windows: (n_layer, H, context), and the number of windows."""
-    from memory_mosaics.train.batches import eval_starts, windows
-
     device = next(model.parameters()).device
     inputs: dict[int, Tensor] = {}
     hooks = [
@@ -89,7 +75,7 @@ def mean_attention(
         for i in range(0, len(starts), batch_size):
             x, _ = windows(tokens, starts[i : i + batch_size], context)
             model(x.to(device))
-            w = torch.stack([last_query_weights(b.attn, inputs[n]).sum(0) for n, b in enumerate(model.blocks)])
+            w = torch.stack([last_query_weights(mixing_layer(b), inputs[n]).sum(0) for n, b in enumerate(model.blocks)])
             total = w.double().cpu().numpy() if total is None else total + w.double().cpu().numpy()
     finally:
         for h in hooks:
@@ -158,7 +144,7 @@ def _figure(entries: list[dict[str, Any]], block: int, title: str) -> Any:
 def _lambda_rows(ck: Checkpoint, att: np.ndarray) -> list[dict[str, Any]]:
     rows = []
     for n, block in enumerate(ck.model.blocks):
-        lam = torch.exp(-block.attn.key.decay_rate.detach().float()).cpu().numpy()
+        lam = torch.exp(-mixing_layer(block).key.decay_rate.detach().float()).cpu().numpy()
         for h, lam_h in enumerate(lam):
             w = att[n, h]
             rows.append(
@@ -174,37 +160,60 @@ def _lambda_rows(ck: Checkpoint, att: np.ndarray) -> list[dict[str, Any]]:
     return rows
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    cks = load_checkpoints(args.checkpoints, args.device)
+def attention(
+    checkpoints: list[Checkpoint], data: EvalData, out: Path, extend: int = 3, block: int = 0, recent: int = 64
+) -> dict[str, Any]:
+    """Figures 14-16 into ``out``: attention of the last position at the training length, on windows ``extend`` times
+    longer (0 or 1 = skip) and, for Memory Mosaics, λ_φ against the peak on the ``recent`` last positions. Every
+    block is measured; ``block`` is the one plotted."""
     fig14, fig15, lambdas = [], [], []
-    for ck in cks:
-        tokens, source = eval_tokens(ck, args)
+    for ck in checkpoints:
+        tokens, source = data.tokens(ck)
         T = ck.block_size
-        att, n = mean_attention(ck.model, tokens, T, args.batch_size, args.max_windows)
-        fig14.append({**ck.describe(), "source": source, "context": T, "windows": n, "attention": att})
+        fig14.append(attention_entry(ck, tokens, source, T, data))
         if ck.kind == "mosaic":
-            lambdas.append({**ck.describe(), "heads": _lambda_rows(ck, att)})
-        if args.extend > 1 and ck.model.max_context is None and len(tokens) > args.extend * T:
-            att, n = mean_attention(ck.model, tokens, args.extend * T, args.batch_size, args.max_windows)
-            fig15.append(
-                {**ck.describe(), "source": source, "context": args.extend * T, "windows": n, "attention": att}
-            )
+            lambdas.append({**ck.describe(), "heads": _lambda_rows(ck, fig14[-1]["attention"])})
+        if extend > 1 and ck.model.max_context is None and len(tokens) > extend * T:
+            fig15.append(attention_entry(ck, tokens, source, extend * T, data))
     out_figs = {"attention_train": (fig14, "Attention of the last position, training length (cf. Figure 14)")}
     if fig15:
-        out_figs["attention_extended"] = (fig15, f"Windows of {args.extend}x the training length (cf. Figure 15)")
+        out_figs["attention_extended"] = (fig15, f"Windows of {extend}x the training length (cf. Figure 15)")
     section = ["## Attention of the last position (Figures 14, 15, 16)", ""]
     for name, (entries, title) in out_figs.items():
-        fig = _figure(entries, args.block, title)
-        save_figure(fig, Path(args.out) / f"{name}.png", bbox_inches="tight")
+        save_figure(_figure(entries, block, title), Path(out) / f"{name}.png", bbox_inches="tight")
         section += [f"![{name}]({name}.png)", ""]
+    section += attention_summary(fig14 + fig15, block)
+    if lambdas:
+        fig = _lambda_figure(lambdas, fig14, block, recent)
+        save_figure(fig, Path(out) / "attention_lambda.png", bbox_inches="tight")
+        section += lambda_section(lambdas)
+    numbers = {
+        "figure": "14, 15, 16",
+        "block_plotted": block,
+        "train_length": fig14,
+        "extended": fig15,
+        "lambda": lambdas,
+    }
+    write_outputs(out, NAME, numbers, "\n".join(section))
+    return numbers
+
+
+def attention_entry(ck: Checkpoint, tokens: np.ndarray, source: str, context: int, data: EvalData) -> dict[str, Any]:
+    """The model, its mean attention of the last position on windows of ``context`` tokens, and how many windows."""
+    att, n = mean_attention(ck.model, tokens, context, data.batch_size, data.max_windows)
+    return {**ck.describe(), "source": source, "context": context, "windows": n, "attention": att}
+
+
+def attention_summary(entries: list[dict[str, Any]], block: int) -> list[str]:
+    """Markdown lines: where the mean head of the plotted block puts its weight, and what the paper saw."""
     rows = []
-    for e in fig14 + fig15:
-        att = np.asarray(e["attention"])[min(args.block, len(e["attention"]) - 1)].mean(0)
+    for e in entries:
+        att = np.asarray(e["attention"])[min(block, len(e["attention"]) - 1)].mean(0)
         T = len(att)
         rows.append(
             [e["label"], e["context"], e["windows"], float(att[0]), float(att[-8:].sum()), float(att[: T // 2].sum())]
         )
-    section += [
+    return [
         md_table(["model", "window", "windows", "weight on position 0", "mass on last 8", "mass on first half"], rows),
         "",
         "Paper (one block, 512 tokens): the GPT is noisy with an attention sink at position 0; the Memory Mosaic is "
@@ -212,58 +221,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "fades out distant tokens.",
         "",
     ]
-    if lambdas:
-        fig = _lambda_figure(lambdas, fig14, cks, args)
-        save_figure(fig, Path(args.out) / "attention_lambda.png", bbox_inches="tight")
-        section += [
-            "### Leaky-average rate and attention width (Figure 16)",
-            "",
-            "![attention_lambda](attention_lambda.png)",
-            "",
-            md_table(
-                ["model", "block", "head", "λ_φ", "peak width", "peak extent", "mass on 8 previous"],
-                [
-                    [
-                        m["label"],
-                        h["block"],
-                        h["head"],
-                        h["lambda"],
-                        h["peak_width"],
-                        h["peak_extent"],
-                        h["recent_mass_8"],
-                    ]
-                    for m in lambdas
-                    for h in m["heads"]
-                ],
-            ),
-            "",
-            "Peak width: positions, counted back from the last stored one, above half-way between the median and the "
-            "peak; peak extent: the same run above median + 3 MAD of the window (the noise floor). Paper: the larger "
-            "λ_φ, the longer the history a key summarises, and the wider the peak.",
-        ]
-    numbers = {
-        "figure": "14, 15, 16",
-        "block_plotted": args.block,
-        "train_length": fig14,
-        "extended": fig15,
-        "lambda": lambdas,
-    }
-    write_outputs(args.out, NAME, numbers, "\n".join(section))
-    return numbers
 
 
-def _lambda_figure(
-    lambdas: list[dict[str, Any]], fig14: list[dict[str, Any]], cks: list[Checkpoint], args: argparse.Namespace
-) -> Any:
+def lambda_section(lambdas: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines of Figure 16: each Memory Mosaic head's λ_φ and the measures of its recent-token peak."""
+    return [
+        "### Leaky-average rate and attention width (Figure 16)",
+        "",
+        "![attention_lambda](attention_lambda.png)",
+        "",
+        md_table(
+            ["model", "block", "head", "λ_φ", "peak width", "peak extent", "mass on 8 previous"],
+            [
+                [m["label"], h["block"], h["head"], h["lambda"], h["peak_width"], h["peak_extent"], h["recent_mass_8"]]
+                for m in lambdas
+                for h in m["heads"]
+            ],
+        ),
+        "",
+        "Peak width: positions, counted back from the last stored one, above half-way between the median and the "
+        "peak; peak extent: the same run above median + 3 MAD of the window (the noise floor). Paper: the larger "
+        "λ_φ, the longer the history a key summarises, and the wider the peak.",
+    ]
+
+
+def _lambda_figure(lambdas: list[dict[str, Any]], fig14: list[dict[str, Any]], block: int, recent: int) -> Any:
     """Left: each head's attention on the most recent positions, coloured by λ; right: λ against peak width."""
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     cmap = plt.get_cmap("viridis")
     first = next(e for e in fig14 if e["kind"] == "mosaic")
     att = np.asarray(first["attention"])
-    b = min(args.block, len(att) - 1)
+    b = min(block, len(att) - 1)
     heads = [h for h in lambdas[0]["heads"] if h["block"] == b]
-    r = min(args.recent, att.shape[-1])
+    r = min(recent, att.shape[-1])
     x = np.arange(att.shape[-1] - r, att.shape[-1])
     for h in heads:
         curve = att[b, h["head"], -r:].copy()

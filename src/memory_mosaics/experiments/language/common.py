@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from dataclasses import dataclass
@@ -12,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from memory_mosaics.cli.types import device_name, natural, positive
 from memory_mosaics.experiments.figures import pyplot, save_figure
 from memory_mosaics.models import LanguageModel
 
@@ -69,7 +67,7 @@ def split_spec(spec: str) -> tuple[str | None, str]:
 
 def load_checkpoints(specs: list[str], device: str = "cpu") -> list[Checkpoint]:
     """Checkpoint folders or run folders (their newest good checkpoint), each optionally ``LABEL=PATH``."""
-    from memory_mosaics.train.evaluate import load_checkpoint
+    from memory_mosaics.checkpoints import load_checkpoint
 
     out = []
     for spec in specs:
@@ -83,47 +81,49 @@ def load_checkpoints(specs: list[str], device: str = "cpu") -> list[Checkpoint]:
     return out
 
 
-def add_checkpoint_arguments(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("checkpoints", nargs="+", metavar="[LABEL=]CKPT", help=what)
-    parser.add_argument("--device", default="cpu", type=device_name, help="cpu (default), auto, cuda, cuda:N, mps")
+def eval_tokens(
+    ck: Checkpoint, text: Path | None = None, data: str | None = None, split: str = ""
+) -> tuple[np.ndarray, str]:
+    """The token stream to evaluate ``ck`` on, read with its own tokenizer, and a name for it: the file ``text``, else
+    ``split`` (default: the validation split) of the prepared dataset ``data`` (default: the one the run trained on)."""
+    from memory_mosaics.checkpoints import check_vocab, checkpoint_tokenizer, run_data_dir
+    from memory_mosaics.data.shards import TokenShard, default_val_split
+    from memory_mosaics.data.sources import encode_text
 
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    src = parser.add_mutually_exclusive_group()
-    src.add_argument("--text", metavar="FILE", help="a .txt (documents separated by <|endoftext|>) or .jsonl file")
-    src.add_argument("--data", metavar="DIR", help="a prepared dataset (default: the one each run trained on)")
-    parser.add_argument("--split", default="", help="split of --data (default: its validation split)")
-    parser.add_argument("--max-windows", type=natural, default=64, help="evaluate at most this many windows (0 = all)")
-    parser.add_argument("--batch-size", type=positive, default=8, help="windows per forward")
-
-
-def eval_tokens(ck: Checkpoint, args: argparse.Namespace) -> tuple[np.ndarray, str]:
-    """The token stream to evaluate ``ck`` on, read with its own tokenizer, and a name for it."""
-    from memory_mosaics.train.batches import default_val_split, open_split
-    from memory_mosaics.train.evaluate import check_vocab, encode_text, load_tokenizer_for, run_data_dir
-
-    if args.text:
-        path = Path(args.text)
+    if text:
+        path = Path(text)
         if not path.is_file():
             raise FileNotFoundError(f"no text file {path}")
-        return encode_text(path, load_tokenizer_for(ck.path, ck.meta, None)), str(path)
-    data = args.data or run_data_dir(ck.path)
-    split = args.split or default_val_split(data)
-    if split is None:
+        return encode_text(path, checkpoint_tokenizer(ck.path, ck.meta, None)), str(path)
+    data = data or run_data_dir(ck.path)
+    split = split or default_val_split(data) or ""
+    if not split:
         raise ValueError(f"{data} has no validation split; name one with --split")
-    shard = open_split(data, split)
+    shard = TokenShard.open(data, split)
     check_vocab(ck.path, ck.model, ck.meta, shard.meta, f"{data}/meta.json")
     return np.asarray(shard.tokens), f"{data}:{split}"
 
 
-def tokenizer_key(ck: Checkpoint) -> str:
-    tok = (ck.meta or {}).get("tokenizer", {})
-    return json.dumps({k: tok.get(k) for k in ("kind", "vocab_size", "eot_id")}, sort_keys=True)
+@dataclass(frozen=True)
+class EvalData:
+    """The evaluation windows of the loss and attention figures: which tokens (see ``eval_tokens``), at most how many
+    windows (0 = all) and how many per forward."""
+
+    text: Path | None = None
+    data: str | None = None
+    split: str = ""
+    max_windows: int = 64
+    batch_size: int = 8
+
+    def tokens(self, ck: Checkpoint) -> tuple[np.ndarray, str]:
+        return eval_tokens(ck, self.text, self.data, self.split)
 
 
 def same_tokenizer_note(cks: list[Checkpoint]) -> str:
     """A warning line when the models were trained with different tokenizers (losses are then not comparable)."""
-    keys = {tokenizer_key(c) for c in cks}
+    from memory_mosaics.checkpoints import tokenizer_key
+
+    keys = {json.dumps(tokenizer_key(c.meta or {}), sort_keys=True) for c in cks}
     return (
         "" if len(keys) <= 1 else "**Warning:** these checkpoints use different tokenizers; losses are not comparable."
     )

@@ -3,79 +3,114 @@ set (the paper: Simple English Wikipedia for models trained on BabiStories), and
 
 from __future__ import annotations
 
-import argparse
 import itertools
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from memory_mosaics.cli.types import natural, positive
+from memory_mosaics.evaluate import window_loss
+from memory_mosaics.experiments.figures import pyplot
 from memory_mosaics.experiments.language.common import (
     PAPER,
-    add_checkpoint_arguments,
-    add_data_arguments,
+    Checkpoint,
+    EvalData,
     colour,
-    eval_tokens,
-    load_checkpoints,
     md_table,
-    pyplot,
     same_tokenizer_note,
     smooth,
     write_outputs,
 )
-from memory_mosaics.experiments.language.positions import crossings, per_position_loss
 
 NAME = "ood"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_checkpoint_arguments(p, "checkpoints or run folders (both architectures), optionally LABEL=PATH")
-    add_data_arguments(p)
-    p.add_argument("--context", type=natural, default=0, help="window length (default: each model's training context)")
-    p.add_argument("--smooth", type=positive, default=9, help="moving average (positions) before finding the crossing")
+def crossings(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    """Where curve ``a`` (e.g. the Memory Mosaic's loss) goes below curve ``b`` (the GPT's).
+
+    ``first_below``: the first position where a < b; ``below_from``: the first position after which a < b holds to the
+    end of the window (None if a is not below b at the end); ``sign_changes``: every position where the sign of b − a
+    changes.
+    """
+    d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    below = d > 0
+    first = int(np.argmax(below)) if below.any() else None
+    below_from = None
+    if below[-1]:
+        above = np.flatnonzero(~below)
+        below_from = int(above[-1] + 1) if len(above) else 0
+    sign = np.sign(d)
+    changes = [int(i + 1) for i in np.flatnonzero(sign[1:] * sign[:-1] < 0)]
+    return {"first_below": first, "below_from": below_from, "sign_changes": changes}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    cks = load_checkpoints(args.checkpoints, args.device)
+def ood(
+    checkpoints: list[Checkpoint], data: EvalData, out: Path, context: int = 0, smoothing: int = 9
+) -> dict[str, Any]:
+    """Figure 8 into ``out``: each model's loss at each position of windows of ``context`` tokens (0: its training
+    context) and where the first Memory Mosaic's curve, smoothed over ``smoothing`` positions, crosses the first GPT's.
+    """
     results, source = [], ""
-    for ck in cks:
-        tokens, source = eval_tokens(ck, args)
-        r = per_position_loss(ck.model, tokens, args.context or ck.block_size, args.batch_size, args.max_windows)
+    for ck in checkpoints:
+        tokens, source = data.tokens(ck)
+        r = window_loss(ck.model, tokens, context or ck.block_size, data.batch_size, data.max_windows)
         results.append({**ck.describe(), "source": source, **r})
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for ck, r in zip(cks, results, strict=True):
+    fig, ax = pyplot().subplots(figsize=(7, 4.5))
+    for ck, r in zip(checkpoints, results, strict=True):
         pp = np.asarray(r["per_position"])
         ax.plot(pp, color=colour(ck.kind), alpha=0.25, lw=0.7)
-        ax.plot(smooth(pp, args.smooth), color=colour(ck.kind), lw=1.6, label=f"{ck.label} (mean {r['loss']:.3f})")
-    numbers: dict[str, Any] = {"figure": "8", "source": source, "smooth": args.smooth, "models": results}
-    mosaics = [i for i, c in enumerate(cks) if c.kind == "mosaic"]
-    gpts = [i for i, c in enumerate(cks) if c.kind.startswith("gpt")]
+        ax.plot(smooth(pp, smoothing), color=colour(ck.kind), lw=1.6, label=f"{ck.label} (mean {r['loss']:.3f})")
+    numbers: dict[str, Any] = {"figure": "8", "source": source, "smooth": smoothing, "models": results}
     cross_text = "Need one Memory Mosaic and one GPT to locate the crossing."
-    if mosaics and gpts:
-        a, b = results[mosaics[0]], results[gpts[0]]
-        n = min(len(a["per_position"]), len(b["per_position"]))
-        cross = crossings(smooth(a["per_position"][:n], args.smooth), smooth(b["per_position"][:n], args.smooth))
-        cross["mosaic"], cross["gpt"] = a["label"], b["label"]
-        numbers["crossing"] = cross
-        if cross["below_from"] is not None:
-            ax.axvline(cross["below_from"], color="k", ls=":", lw=1)
-        where = (
-            f"is below {b['label']} from position {cross['below_from']} to the end of the window"
-            if cross["below_from"] is not None
-            else f"is not below {b['label']} at the end of the window"
-        )
-        cross_text = (
-            f"Smoothed over {args.smooth} positions, {a['label']} {where} (first below at {cross['first_below']}; "
-            f"sign changes at {cross['sign_changes'][:10]}). The paper: about 50 tokens, in 512-token windows."
-        )
+    pair = mosaic_and_gpt(checkpoints, results)
+    if pair is not None:
+        numbers["crossing"] = crossing(*pair, smoothing)
+        if numbers["crossing"]["below_from"] is not None:
+            ax.axvline(numbers["crossing"]["below_from"], color="k", ls=":", lw=1)
+        cross_text = crossing_text(numbers["crossing"], smoothing)
     ax.set_xlabel("position in the window")
     ax.set_ylabel("mean loss")
     ax.set_title(f"Per-position loss on {source} (cf. Figure 8)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    section = ood_section(results, source, cross_text, same_tokenizer_note(checkpoints))
+    write_outputs(out, NAME, numbers, section, fig)
+    return numbers
+
+
+def mosaic_and_gpt(
+    checkpoints: list[Checkpoint], results: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The results of the first Memory Mosaic and the first GPT, or None without one of each."""
+    mosaic = next((r for c, r in zip(checkpoints, results, strict=True) if c.kind == "mosaic"), None)
+    gpt = next((r for c, r in zip(checkpoints, results, strict=True) if c.kind.startswith("gpt")), None)
+    return None if mosaic is None or gpt is None else (mosaic, gpt)
+
+
+def crossing(mosaic: dict[str, Any], gpt: dict[str, Any], smoothing: int) -> dict[str, Any]:
+    """``crossings`` of the two smoothed per-position curves (over the shorter window), with the two labels."""
+    n = min(len(mosaic["per_position"]), len(gpt["per_position"]))
+    cross = crossings(smooth(mosaic["per_position"][:n], smoothing), smooth(gpt["per_position"][:n], smoothing))
+    cross["mosaic"], cross["gpt"] = mosaic["label"], gpt["label"]
+    return cross
+
+
+def crossing_text(cross: dict[str, Any], smoothing: int) -> str:
+    where = (
+        f"is below {cross['gpt']} from position {cross['below_from']} to the end of the window"
+        if cross["below_from"] is not None
+        else f"is not below {cross['gpt']} at the end of the window"
+    )
+    return (
+        f"Smoothed over {smoothing} positions, {cross['mosaic']} {where} (first below at {cross['first_below']}; "
+        f"sign changes at {cross['sign_changes'][:10]}). The paper: about 50 tokens, in 512-token windows."
+    )
+
+
+def ood_section(results: list[dict[str, Any]], source: str, cross_text: str, note: str) -> str:
+    """The Markdown section: mean loss over early, short-range and long-range positions, and the crossing."""
     T = min(len(r["per_position"]) for r in results)
-    cut = sorted({0, min(16, T), min(64, T), max(T // 2, min(64, T)), T})  # early, short-range, long-range positions
+    cut = sorted({0, min(16, T), min(64, T), max(T // 2, min(64, T)), T})
     spans = list(itertools.pairwise(cut))
     rows = [
         [r["label"], r["loss"], r["windows"], *[float(np.mean(r["per_position"][a:b])) for a, b in spans]]
@@ -93,7 +128,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         md_table(header, rows),
         "",
         cross_text,
-        same_tokenizer_note(cks),
+        note,
     ]
-    write_outputs(args.out, NAME, numbers, "\n".join(section), fig)
-    return numbers
+    return "\n".join(section)

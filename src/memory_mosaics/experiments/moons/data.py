@@ -1,4 +1,4 @@
-"""The three-moons data of Section 5 (protocol in ``specs/three_moons.md``).
+"""The three-moons data of Section 5 (protocol in ``docs/three_moons.md``).
 
 Three moons turn on circles with periods p_1, p_2, p_3 (in time units); an observation is the three positions e^{iθ_k},
 stored as (sin θ_k, cos θ_k) pairs, i.e. 6 reals. The 9 period combinations with the smallest full period lcm(p) are
@@ -57,7 +57,7 @@ TRAIN_COMBOS, VAL_COMBO = period_combinations()
 
 @dataclass(frozen=True)
 class MoonsData:
-    """Sequences of ``block_size`` observations (+1 for the target) on the grid of ``specs/three_moons.md``."""
+    """Sequences of ``block_size`` observations (+1 for the target) on the grid of ``docs/three_moons.md``."""
 
     block_size: int = 800
     periods_per_block: int = 3  # a block covers this many full periods of the slowest training system

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -18,7 +20,7 @@ from tqdm import tqdm
 from .data import TRAIN_COMBOS, VAL_COMBO, MoonsData
 from .evaluate import GEN_STEPS, disentanglement, rollout_error
 from .model import MoonsNet
-from .train import TrainConfig, one_head_config, train_net
+from .train import MoonsTrainConfig, one_head_config, train_net
 
 ACCURATE = 0.05  # "accurate prediction": mean absolute deviation over the next 25 steps below this
 RATIO = 4.0  # the one-head net's error between max(p) and lcm(p) must stay at least this multiple of the three-head's
@@ -27,7 +29,9 @@ FIGURE_TRAIN_COMBO = TRAIN_COMBOS[5]  # (0.5, 1, 2.5), the training combination 
 
 
 @dataclass
-class EvalConfig:
+class MoonsEvalConfig:
+    """How the nets are measured: the 25-step rollout error on fixed evaluation sequences."""
+
     sequences: int = 512  # sequences per curve (the paper's 512)
     seed: int = 1234  # the evaluation sequences, the same for every net and seed
     curve_stride: int = 1  # context lengths of the full curves (figure seed): 1, 1 + stride, ...
@@ -35,12 +39,14 @@ class EvalConfig:
 
 
 @dataclass
-class RunConfig:
+class MoonsRunConfig:
+    """The whole experiment: which nets, which seeds, their recipes, the evaluation and the pool's size."""
+
     heads: list[int] = field(default_factory=lambda: [1, 3])
     seeds: list[int] = field(default_factory=lambda: list(range(10)))
-    train: TrainConfig = field(default_factory=TrainConfig)  # the three-head net
-    train_one_head: TrainConfig = field(default_factory=lambda: one_head_config(TrainConfig()))
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    train: MoonsTrainConfig = field(default_factory=MoonsTrainConfig)  # the three-head net
+    train_one_head: MoonsTrainConfig = field(default_factory=lambda: one_head_config(MoonsTrainConfig()))
+    eval: MoonsEvalConfig = field(default_factory=MoonsEvalConfig)
     workers: int = 2
 
 
@@ -61,7 +67,7 @@ def seed_contexts(data: MoonsData, combo: tuple[float, ...]) -> list[int]:
     return sorted(points)
 
 
-def eval_sequences(data: MoonsData, combo: tuple[float, ...], cfg: EvalConfig) -> torch.Tensor:
+def eval_sequences(data: MoonsData, combo: tuple[float, ...], cfg: MoonsEvalConfig) -> torch.Tensor:
     gen = torch.Generator().manual_seed(cfg.seed + TRAIN_COMBOS.index(combo) if combo in TRAIN_COMBOS else cfg.seed)
     return data.sequences(combo, cfg.sequences, gen)
 
@@ -76,7 +82,7 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def train_job(n_heads: int, seed: int, train: TrainConfig, ev: EvalConfig) -> dict:
+def train_job(n_heads: int, seed: int, train: MoonsTrainConfig, ev: MoonsEvalConfig) -> dict:
     """Train one net and measure it on the validation combination at ``seed_contexts``."""
     t0, c0 = time.perf_counter(), time.process_time()
     data = MoonsData()
@@ -107,7 +113,7 @@ def train_job(n_heads: int, seed: int, train: TrainConfig, ev: EvalConfig) -> di
     }
 
 
-def curve_job(n_heads: int, state: dict, combo: tuple[float, ...], contexts: list[int], ev: EvalConfig) -> dict:
+def curve_job(n_heads: int, state: dict, combo: tuple[float, ...], contexts: list[int], ev: MoonsEvalConfig) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     data = MoonsData()
     errors = rollout_error(net_from_state(n_heads, state), eval_sequences(data, combo, ev), contexts).tolist()
@@ -134,88 +140,114 @@ def converged(result: dict) -> bool:
     return disentangled(result)
 
 
-def run_all(cfg: RunConfig, progress: bool = True) -> dict:
+Job = tuple[Callable[..., dict], tuple[Any, ...]]  # a function of the pool and its arguments
+
+
+def figure_contexts(data: MoonsData, stride: int) -> list[int]:
+    """The context lengths of the figure seed's full curves: 1, 1 + stride, ..., and the key points of both curves
+    whatever the stride."""
+    full = list(range(1, data.block_size - GEN_STEPS + 1, stride))
+    for combo in (FIGURE_TRAIN_COMBO, VAL_COMBO):
+        full += [v for v in key_contexts(data, combo).values() if v not in full]
+    return sorted(set(full))
+
+
+def run_jobs(jobs: list[Job], follow_up: Callable[[dict], list[Job]], workers: int, bar: Any) -> list[dict]:
+    """Run ``jobs``, and the jobs ``follow_up(result)`` adds after each result, in a pool of ``workers``
+    single-threaded processes (in this process for one worker: tests, debugging); returns every result."""
+    done: list[dict] = []
+
+    def finish(result: dict) -> list[Job]:
+        done.append(result)
+        bar.update()
+        return follow_up(result)
+
+    if workers <= 1:
+        queue = list(jobs)
+        while queue:
+            fn, fn_args = queue.pop(0)
+            queue += finish(fn(*fn_args))
+        return done
+    ctx = get_context("spawn")  # fresh interpreters: no inherited thread pools
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+        pending = {pool.submit(fn, *fn_args) for fn, fn_args in jobs}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                pending |= {pool.submit(fn, *fn_args) for fn, fn_args in finish(fut.result())}
+    return done
+
+
+def run_all(cfg: MoonsRunConfig, progress: bool = True) -> dict:
     """Train every (net, seed), evaluate them, and the full curves of the first seed; returns the collected results."""
     data = MoonsData()
     t0 = time.perf_counter()
     figure_seed = cfg.seeds[0]
-    stride = cfg.eval.curve_stride
-    full = list(range(1, data.block_size - GEN_STEPS + 1, stride))
-    for combo in (FIGURE_TRAIN_COMBO, VAL_COMBO):  # the key points of each curve, whatever the stride
-        full += [v for v in key_contexts(data, combo).values() if v not in full]
-    full = sorted(set(full))
+    full = figure_contexts(data, cfg.eval.curve_stride)
     n_chunks = max(1, cfg.eval.curve_chunks)
     chunks = [full[i::n_chunks] for i in range(n_chunks)]  # interleaved: equal cost
     # the figure seed first (its curves depend on it), the costlier three-head net before the one-head one
     order = sorted(((h, s) for h in cfg.heads for s in cfg.seeds), key=lambda hs: (hs[1] != figure_seed, -hs[0]))
-    results: list[dict] = []
-    curve_parts: list[dict] = []
-    n_jobs = len(order) + len(cfg.heads) * 2 * n_chunks
+    train_jobs: list[Job] = [
+        (train_job, (h, s, cfg.train_one_head if h == 1 else cfg.train, cfg.eval)) for h, s in order
+    ]
+    bar = tqdm(total=len(order) + len(cfg.heads) * 2 * n_chunks, desc="moons jobs", disable=not progress)
 
-    def recipe(n_heads: int) -> TrainConfig:
-        return cfg.train_one_head if n_heads == 1 else cfg.train
-
-    bar = tqdm(total=n_jobs, desc="moons jobs", disable=not progress)
-
-    def submit_curves(pool_submit, res: dict) -> list:
+    def follow_up(res: dict) -> list[Job]:
+        """After a training job, the figure seed's full curves of that net."""
+        if "state" not in res:
+            return []
+        bar.set_postfix(last=f"{res['heads']}h s{res['seed']} {'ok' if converged(res) else 'NOT converged'}")
+        if res["seed"] != figure_seed:
+            return []
         return [
-            pool_submit(curve_job, res["heads"], res["state"], combo, part, cfg.eval)
+            (curve_job, (res["heads"], res["state"], combo, part, cfg.eval))
             for combo in (FIGURE_TRAIN_COMBO, VAL_COMBO)
             for part in chunks
         ]
 
-    def handle(res: dict, submit) -> list:
-        bar.update()
-        if "state" in res:
-            results.append(res)
-            bar.set_postfix(last=f"{res['heads']}h s{res['seed']} {'ok' if converged(res) else 'NOT converged'}")
-            return submit_curves(submit, res) if res["seed"] == figure_seed else []
-        curve_parts.append(res)
-        return []
-
-    if cfg.workers <= 1:  # in process (tests, debugging)
-        queue: list = [(train_job, (h, s, recipe(h), cfg.eval)) for h, s in order]
-        while queue:
-            fn, fn_args = queue.pop(0)
-            queue += handle(fn(*fn_args), lambda fn, *a: (fn, a))
-    else:
-        ctx = get_context("spawn")  # fresh interpreters: no inherited thread pools
-        with ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=_init_worker) as pool:
-            pending = {pool.submit(train_job, h, s, recipe(h), cfg.eval) for h, s in order}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    pending |= set(handle(fut.result(), pool.submit))
+    done = run_jobs(train_jobs, follow_up, cfg.workers, bar)
     bar.close()
-    curves = {}
-    for h in cfg.heads:
-        for combo in (FIGURE_TRAIN_COMBO, VAL_COMBO):
-            parts = [p for p in curve_parts if p["heads"] == h and tuple(p["combo"]) == combo]
-            pairs = sorted((c, e) for p in parts for c, e in zip(p["contexts"], p["errors"], strict=True))
-            curves[(h, combo)] = pairs
+    results = [r for r in done if "state" in r]
+    curve_parts = [r for r in done if "state" not in r]
     return {
         "results": sorted(results, key=lambda r: (r["heads"], r["seed"])),
-        "curves": curves,
+        "curves": _curves(cfg.heads, curve_parts),
         "curve_seconds": sum(p["seconds"] for p in curve_parts),
         "curve_cpu_seconds": sum(p["cpu_seconds"] for p in curve_parts),
         "wall_seconds": time.perf_counter() - t0,
         "figure_seed": figure_seed,
-        "config": {
-            "heads": cfg.heads,
-            "seeds": cfg.seeds,
-            "train": asdict(cfg.train),
-            "train_one_head": asdict(cfg.train_one_head),
-            "eval": asdict(cfg.eval),
-            "workers": cfg.workers,
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "data": {
-                "block_size": data.block_size,
-                "steps_per_unit": data.steps_per_unit,
-                "train_combos": [list(c) for c in data.train_combos],
-                "val_combo": list(data.val_combo),
-                "figure_train_combo": list(FIGURE_TRAIN_COMBO),
-            },
+        "config": _config_record(cfg, data),
+    }
+
+
+def _curves(heads: list[int], curve_parts: list[dict]) -> dict[tuple[int, tuple[float, ...]], list[tuple[int, float]]]:
+    """The chunks of every full curve joined: (net, combination) -> [(context, error)], by context."""
+    curves = {}
+    for h in heads:
+        for combo in (FIGURE_TRAIN_COMBO, VAL_COMBO):
+            parts = [p for p in curve_parts if p["heads"] == h and tuple(p["combo"]) == combo]
+            curves[(h, combo)] = sorted((c, e) for p in parts for c, e in zip(p["contexts"], p["errors"], strict=True))
+    return curves
+
+
+def _config_record(cfg: MoonsRunConfig, data: MoonsData) -> dict[str, Any]:
+    """The resolved configuration, as the report's config.json records it."""
+    return {
+        "heads": cfg.heads,
+        "seeds": cfg.seeds,
+        "train": asdict(cfg.train),
+        "train_one_head": asdict(cfg.train_one_head),
+        "eval": asdict(cfg.eval),
+        "workers": cfg.workers,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "data": {
+            "block_size": data.block_size,
+            "steps_per_unit": data.steps_per_unit,
+            "train_combos": [list(c) for c in data.train_combos],
+            "val_combo": list(data.val_combo),
+            "figure_train_combo": list(FIGURE_TRAIN_COMBO),
         },
     }
 

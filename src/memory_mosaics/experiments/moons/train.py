@@ -1,54 +1,17 @@
-"""Training of the three-moons nets: AdamW, learning rate decayed linearly, clipped squared loss (Appendix A).
-
-In our shortened runs of the authors' recipe (``authors_config`` with batch 8 to 16 and 200 to 300 iterations; the full
-recipe costs minutes per seed on a CPU) the three-head net ended in a mixture of moons on 4 of 4 seeds. What we found
-and changed (numbers in the run report):
-* **Why heads fail.** Disentangling pays only where the memory holds a full period of each moon but not yet a full
-  period of the system, between max(p) and lcm(p) observations; in a block of 800 most positions lie after lcm(p), where
-  one C^3 memory predicts as well as three C^1 memories. The signal is weak, and a seed ends with a head reading two
-  moons, or two heads reading the same moon and none the third (the XOR-like local minima of Appendix A).
-* **Phase 1, short sequences** (``short_len`` steps, first ``short_frac`` of the iterations): there most predictable
-  positions lie between max(p) and lcm(p), so disentangling is what lowers the loss. Short sequences are also cheap
-  (attention is quadratic), so phase 1 runs ``restarts`` candidates from the seed's generator and keeps the one with the
-  lowest training loss: a head that duplicates another shows as a loss several times higher. No validation data and no
-  knowledge of the answer is used; no matrix is set to, or pulled toward, the identity.
-* **Key scale.** β = 50 is fixed, so the modulus of W_φ is the kernel's inverse bandwidth. At the authors' scale
-  (entries ≈ 0.2) a kernel spans several observations; a memory that is denser behind the query (the recent past) than
-  ahead then makes each prediction lag a little, which compounds over 25 auto-regressive steps. ``key_init_scale``
-  multiplies the initial W_φ (W_ψ and W_z keep their scale, else the loss would be clipped everywhere at the start).
-  Too sharp a start (×15 and more) made disentangling unreliable and, on two seeds, raised the error at max(p).
-* **Phase 2, full blocks, clip tightened** to ``final_clip`` (geometrically over its first half of the iterations):
-  the authors' clip at 0.5 keeps errors made with a nearly empty memory out of the gradient; once the net predicts,
-  errors of 0.05 to 0.5 still come from memories that cannot know the answer yet, and fitting them teaches small phase
-  corrections in W_ψ and W_z that suit the training periods and drift over 25 steps on new ones (measured: phase
-  offsets of W_z W_ψ of 0.01 rad with clip 0.5, under 0.003 with clip 0.02). Clipping at 0.05 leaves mostly the
-  positions the memory can predict. (Tightening gradually, rather than at once, keeps a gradient for a net whose
-  errors are all still above the final clip.)
-* **The one-head net trains longer on full blocks** (``one_head_config``: phase 2 three times as long, 800 iterations
-  in all): its only signal lies after lcm(p) ≥ 200 steps, which short sequences hardly contain. With the three-head
-  recipe, 4 of 10 seeds ended inaccurate after lcm(p) (errors 0.07 to 0.28; without phase 1, 1 of 10 at 0.52). With
-  phase 2 twice as long (600 iterations) 9 of 10 reached 0.04 at lcm(p); the tenth (seed 2) was at 0.075 there and
-  below 0.05 three steps later; three times as long brought it to 0.040.
-* **Phase 3, rollout fine-tuning of the three-head net** (``rollout_iters``): the figures score 25 auto-regressive
-  steps, the loss scores one. A kernel-smoothing prediction lags a little where the memory is denser behind the query
-  (the recent past) than ahead of it, i.e. until it holds a few periods of a moon; one step hides the lag, 25 steps
-  compound it. After phases 1-2 every three-head seed was disentangled, yet only 5 of 10 stayed below 0.05 between
-  max(p) and lcm(p) (plateaus of 0.07-0.08 on the slow moon). A short fine-tuning on the quantity the figures measure
-  (the mean absolute error of ``rollout_steps`` auto-regressive steps, on training combinations only, from contexts
-  drawn in ``rollout_context``) removes most of the lag. Contexts over whole blocks helped less (most lie after
-  lcm(p), where there is no lag to learn). It is not used for the one-head net: its rollouts before lcm(p) cannot be
-  accurate, and in a trial (100 iterations) fitting them raised its error after lcm(p) above 0.05 on 4 of 10 seeds
-  (up to 0.12).
-"""
+"""Training of the three-moons nets: AdamW, learning rate decayed linearly, clipped squared loss (Appendix A), in
+three phases (short sequences, full blocks, rollout fine-tuning); why: ``results/moons/README.md``."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
 from memory_mosaics.models.base import check_range
@@ -59,7 +22,9 @@ from .model import MoonsNet, clipped_loss
 
 
 @dataclass
-class TrainConfig:
+class MoonsTrainConfig:
+    """The recipe of one net (the three-head one; ``one_head_config`` derives the one-head net's)."""
+
     iters: int = 400
     batch_size: int = 8  # one sequence per training combination (balanced)
     lr: float = 3e-2
@@ -87,9 +52,9 @@ class TrainConfig:
             raise ValueError(f"rollout_context must be (lo, hi) with 1 <= lo < hi, got {self.rollout_context}")
 
 
-def authors_config() -> TrainConfig:
+def authors_config() -> MoonsTrainConfig:
     """The recipe of the authors' script: batch 64 of random combinations, 500 iterations, lr 1e-2, full blocks."""
-    return TrainConfig(
+    return MoonsTrainConfig(
         iters=500,
         batch_size=64,
         lr=1e-2,
@@ -103,7 +68,7 @@ def authors_config() -> TrainConfig:
     )
 
 
-def one_head_config(cfg: TrainConfig) -> TrainConfig:
+def one_head_config(cfg: MoonsTrainConfig) -> MoonsTrainConfig:
     """The one-head net's recipe: the same phase 1, a phase 2 on full blocks three times as long (by default 800
     iterations, a quarter in phase 1), no phase 3."""
     if not cfg.short_len:
@@ -113,12 +78,15 @@ def one_head_config(cfg: TrainConfig) -> TrainConfig:
     return replace(cfg, iters=iters, short_frac=n_short / iters, rollout_iters=0)
 
 
-def _lr_lambda(cfg: TrainConfig):
-    # linear from lr to lr_end over the run, as the authors' optim.linear_schedule
-    return lambda i: 1 + (cfg.lr_end / cfg.lr - 1) * min(i, cfg.iters) / cfg.iters
+def linear_schedule(lr: float, lr_end: float, iters: int) -> Callable[[int], float]:
+    """The authors' optim.linear_schedule as a LambdaLR factor: the learning rate falls linearly from ``lr`` at step 0
+    to ``lr_end`` at step ``iters`` and stays there."""
+    return lambda i: 1 + (lr_end / lr - 1) * min(i, iters) / iters
 
 
-def _optimise(opt, sched, loss_at: Callable[[int], Tensor], steps: Iterable[int], bar, name: str) -> list[float]:
+def _optimise(
+    opt: Optimizer, sched: LambdaLR, loss_at: Callable[[int], Tensor], steps: Iterable[int], bar: Any, name: str
+) -> list[float]:
     """One optimiser step per i in ``steps`` on ``loss_at(i)`` (which draws its own batch); returns the losses."""
     losses = []
     for i in steps:
@@ -134,7 +102,20 @@ def _optimise(opt, sched, loss_at: Callable[[int], Tensor], steps: Iterable[int]
     return losses
 
 
-def _steps(model, opt, sched, cfg: TrainConfig, data: MoonsData, gen, steps: range, seq_len: int, clips, bar):
+def _steps(
+    model: MoonsNet,
+    opt: Optimizer,
+    sched: LambdaLR,
+    cfg: MoonsTrainConfig,
+    data: MoonsData,
+    gen: torch.Generator,
+    steps: range,
+    seq_len: int,
+    clips: Callable[[int], float],
+    bar: Any,
+) -> list[float]:
+    """Phases 1 and 2: the clipped loss of training batches of ``seq_len`` steps, clipped at ``clips(i)``."""
+
     def loss_at(i: int) -> Tensor:
         x, y = data.train_batch(cfg.batch_size, gen, balanced=cfg.balanced, seq_len=seq_len)
         return clipped_loss(model(x), y, clips(i))
@@ -142,7 +123,7 @@ def _steps(model, opt, sched, cfg: TrainConfig, data: MoonsData, gen, steps: ran
     return _optimise(opt, sched, loss_at, steps, bar, "loss")
 
 
-def clip_at(cfg: TrainConfig, i: int) -> float:
+def clip_at(cfg: MoonsTrainConfig, i: int) -> float:
     """Loss clipping at iteration i: ``clip`` in phase 1, then geometric from ``clip`` to ``final_clip`` over the first
     half of phase 2 (a net that does not predict yet still gets a gradient), then ``final_clip``."""
     n_short = round(cfg.short_frac * cfg.iters) if cfg.short_len else 0
@@ -178,9 +159,12 @@ def rollout_loss(model: MoonsNet, seq: Tensor, contexts: list[int], steps: int) 
     return err / steps
 
 
-def _rollout_phase(model: MoonsNet, cfg: TrainConfig, data: MoonsData, gen: torch.Generator, bar) -> list[float]:
+def _rollout_phase(
+    model: MoonsNet, cfg: MoonsTrainConfig, data: MoonsData, gen: torch.Generator, bar: Any
+) -> list[float]:
+    """Phase 3: Adam on the rollout error of training combinations from contexts drawn in ``rollout_context``."""
     opt = torch.optim.Adam(model.parameters(), lr=cfg.rollout_lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / cfg.rollout_iters)
+    sched = LambdaLR(opt, linear_schedule(cfg.rollout_lr, 0.0, cfg.rollout_iters))
     lo, hi = cfg.rollout_context
 
     def loss_at(_: int) -> Tensor:
@@ -193,8 +177,8 @@ def _rollout_phase(model: MoonsNet, cfg: TrainConfig, data: MoonsData, gen: torc
 
 
 def train_net(
-    n_heads: int, seed: int, cfg: TrainConfig, data: MoonsData | None = None, progress: bool = False
-) -> tuple[MoonsNet, list[float]]:
+    n_heads: int, seed: int, cfg: MoonsTrainConfig, data: MoonsData | None = None, progress: bool = False
+) -> tuple[MoonsNet, list[float], list[float]]:
     """Train one net from seed ``seed`` (which fixes its initialisations and its data); returns (net, clipped loss per
     step of the kept candidate in phases 1-2, rollout loss per step of phase 3)."""
     data = data or MoonsData()
@@ -209,7 +193,7 @@ def train_net(
         with torch.no_grad():
             model.W_phi.mul_(cfg.key_init_scale)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+        sched = LambdaLR(opt, linear_schedule(cfg.lr, cfg.lr_end, cfg.iters))
         losses = _steps(model, opt, sched, cfg, data, gen, range(n_short), cfg.short_len, lambda i: cfg.clip, bar)
         score = sum(losses[-20:]) / max(1, len(losses[-20:]))
         if best is None or score < best[0]:

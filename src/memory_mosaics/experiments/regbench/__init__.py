@@ -1,8 +1,9 @@
-"""RegBench in-context language learning (Section 7, Figure 9; Akyürek et al., 2024), after ``specs/regbench.md``.
+"""RegBench in-context language learning (Section 7, Figure 9; Akyürek et al., 2024), after ``docs/regbench.md``.
 
 Modules: ``automata`` (random PFAs, sequences, exact next-symbol distributions), ``metrics`` (pooled accuracy and TVD),
-``ngram`` (in-context n-gram baselines with back-off), ``train`` (one training run), ``report`` (table and plots with
-the published numbers), ``cli`` (``mosaic regbench``).
+``ngram`` (in-context n-gram baselines with back-off), ``train`` (one training run), ``sweep`` (the runs of a grid, the
+selected ones), ``report`` (table and plots with the published numbers); the command is ``memory_mosaics.cli.regbench``
+(``mosaic regbench``).
 
 Choices where the sources leave room (each keeps the spec's law of the data and its metrics):
 - Scoring: every input position of every test sequence, pooled, including positions whose target is '|' (spec §4, the

@@ -1,5 +1,5 @@
 """RegBench (Akyürek et al., 2024): random probabilistic finite automata, their token sequences, and the exact
-next-symbol distribution at every position (spec: ``specs/regbench.md`` §1–§3).
+next-symbol distribution at every position (spec: ``docs/regbench.md`` §1–§3).
 
 An automaton is a deterministic transition table over the 20-token vocabulary; every state has 1–3 outgoing edges, each
 taken with probability 1/|out(q)|. The benchmark's ``pythomata`` minimisation and trimming are skipped: the next-symbol
@@ -117,9 +117,6 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.sequences)
-
-    def num_positions(self) -> int:
-        return sum(len(s) - 1 for s in self.sequences)
 
     def distributions(self) -> list[np.ndarray]:
         return [exact_distributions(a, s) for a, s in zip(self.automata, self.sequences, strict=True)]

@@ -11,7 +11,6 @@ validation set" without naming the metric, and the two rules part ways once the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -24,11 +23,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from memory_mosaics.devices import pick_device
+from memory_mosaics.devices import autocast, autocast_dtype, pick_device
 from memory_mosaics.experiments.regbench.automata import IGNORE, VOCAB_SIZE, Split, make_split, pad_batch
 from memory_mosaics.experiments.regbench.metrics import PooledMetrics
-from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig
+from memory_mosaics.models import LanguageModel, build_model, model_config
 from memory_mosaics.models.base import check_range
+from memory_mosaics.train.schedule import WarmupCosine
 
 BLOCK_SIZE = 1024  # longest model input is 948 tokens (spec §2); GPT's learned positions cover it
 # validation metric -> whether a higher value is better; "loss" is the benchmark code's checkpoint rule
@@ -41,7 +41,7 @@ def better(rule: str, new: float, old: float) -> bool:
 
 
 @dataclass
-class RunConfig:
+class RegBenchConfig:
     """Everything one training run depends on; saved with its results."""
 
     model: str = "mosaic"  # mosaic | gpt
@@ -72,59 +72,42 @@ class RunConfig:
     def __post_init__(self) -> None:
         """Refuse a run that cannot train, before any work: the model's own checks (heads dividing the width,
         dropout), then the schedule and the optimiser."""
-        model_config(self)
+        model_config(self.model, **self.model_fields())
         check_range(self, ">= 1", ("n_train", "epochs", "batch_size", "eval_every", "n_val", "n_test"))
         check_range(self, ">= 0", ("weight_decay", "grad_clip", "warmup_start_lr"))
         check_range(self, "> 0", ("lr",))
         check_range(self, "in [0, 1)", ("beta1", "beta2"))
         check_range(self, "in [0, 1]", ("warmup_frac", "min_lr_frac"))
 
+    def model_fields(self) -> dict[str, Any]:
+        """Equal architecture hyper-parameters for both models (a GPT's learned positions are dropped for the Memory
+        Mosaic, which has none); a Memory Mosaic block has the 12·d² weights of a GPT-2 block (persistent memory of
+        3.5·d slots)."""
+        return dict(
+            vocab_size=VOCAB_SIZE,
+            block_size=BLOCK_SIZE,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_embd=self.n_embd,
+            dropout=self.dropout,
+            bias=self.bias,
+            logit_scale=self.n_embd**-0.5 if self.scale_logits else 1.0,
+            init=self.init,
+            pos="learned",
+        )
 
-def model_config(cfg: RunConfig) -> MosaicConfig | GPTConfig:
-    """Equal architecture hyper-parameters for both models; a Memory Mosaic block has the 12·d² weights of a GPT-2
-    block (persistent memory of 3.5·d slots)."""
-    arch = dict(
-        vocab_size=VOCAB_SIZE,
-        block_size=BLOCK_SIZE,
-        n_layer=cfg.n_layer,
-        n_head=cfg.n_head,
-        n_embd=cfg.n_embd,
-        dropout=cfg.dropout,
-        bias=cfg.bias,
-        logit_scale=cfg.n_embd**-0.5 if cfg.scale_logits else 1.0,
-        init=cfg.init,
-    )
-    if cfg.model == "mosaic":
-        return MosaicConfig(**arch)
-    if cfg.model == "gpt":
-        return GPTConfig(**arch, pos="learned")
-    raise ValueError(f"model must be 'mosaic' or 'gpt', got {cfg.model!r}")
-
-
-def build_model(cfg: RunConfig) -> LanguageModel:
-    config = model_config(cfg)
-    return MemoryMosaic(config) if isinstance(config, MosaicConfig) else GPT(config)
-
-
-def learning_rate(step: int, total: int, cfg: RunConfig) -> float:
-    """timm cosine with warm-up inside the run: linear from warmup_start_lr to lr over the warm-up steps, then
-    min_lr + ½(lr − min_lr)(1 + cos(π·step/total)) with ``step`` counted from the start of training."""
-    warmup = math.ceil(cfg.warmup_frac * total)
-    if step < warmup:
-        return cfg.warmup_start_lr + step * (cfg.lr - cfg.warmup_start_lr) / warmup
-    min_lr = cfg.min_lr_frac * cfg.lr
-    return min_lr + 0.5 * (cfg.lr - min_lr) * (1 + math.cos(math.pi * min(step, total) / total))
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (the project convention), full fp32 elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    def schedule(self, total: int) -> WarmupCosine:
+        """timm cosine with warm-up inside the run: linear from warmup_start_lr to lr over the first warmup_frac of
+        the ``total`` steps, then min_lr + ½(lr − min_lr)(1 + cos(π·step/total)) with ``step`` counted from the start
+        of training."""
+        return WarmupCosine(
+            self.lr,
+            self.min_lr_frac * self.lr,
+            math.ceil(self.warmup_frac * total),
+            total,
+            warmup_start_lr=self.warmup_start_lr,
+            cosine_from_zero=True,
+        )
 
 
 @torch.no_grad()
@@ -138,7 +121,7 @@ def evaluate(model: LanguageModel, split: Split, exact: list[np.ndarray], batch_
     for i in range(0, len(order), batch_size):
         idx = order[i : i + batch_size]
         X, Y = (torch.from_numpy(a).to(device) for a in pad_batch([split.sequences[j] for j in idx]))
-        with _autocast(device):
+        with autocast(device, autocast_dtype("auto", device)):
             logits = model(X)[0]
         logits = logits.float()
         loss_sum += F.cross_entropy(logits.flatten(0, 1), Y.flatten(), ignore_index=IGNORE, reduction="sum").item()
@@ -152,7 +135,7 @@ def evaluate(model: LanguageModel, split: Split, exact: list[np.ndarray], batch_
 
 
 def train_run(
-    cfg: RunConfig,
+    cfg: RegBenchConfig,
     out_dir: Path | None = None,
     splits: dict[str, Split] | None = None,
     progress: bool = True,
@@ -161,28 +144,82 @@ def train_run(
     """Train one model, select the weights by validation loss (and, separately, by validation accuracy), score them on
     the test set. With ``out_dir``, writes config.json, history.jsonl, metrics.json and the selected checkpoints
     (safetensors: ``checkpoint`` by loss, ``checkpoint_best_accuracy`` where that is another epoch) there.
-    ``device`` defaults to CUDA when available."""
-    device = pick_device(device) if device is not None else default_device()
+    ``device`` defaults to the best one here (``devices.pick_device("auto")``)."""
+    device = pick_device(device or "auto")
     torch.manual_seed(cfg.seed)
-    splits = splits or {}
-    train = splits.get("train") or make_split("train", cfg.n_train, cfg.data_seed)
-    val = splits.get("val") or make_split("val", cfg.n_val, cfg.data_seed)
-    test = splits.get("test") or make_split("test", cfg.n_test, cfg.data_seed)
+    train, val, test = _splits(cfg, splits or {})
+    val_exact = val.distributions()
+    model = build_model(cfg.model, **cfg.model_fields()).to(device)
+    log = _RunLog(cfg, out_dir)
+    t0 = time.perf_counter()
+    best = _train_and_select(model, cfg, train, val, val_exact, log, progress)
+    selection = _score_selected(model, best, test, cfg.batch_size, out_dir)
+    result = {
+        "model": cfg.model,
+        "n_train": cfg.n_train,
+        "params": model.num_params(non_embedding=False),
+        "params_non_embedding": model.num_params(non_embedding=True),
+        **selection["loss"],  # best_epoch, val, test: the benchmark's rule
+        "selection": selection,
+        "train_seconds": time.perf_counter() - t0,
+        "steps": math.ceil(cfg.n_train / cfg.batch_size) * cfg.epochs,
+        "device": str(device),
+        "config": asdict(cfg),
+    }
+    log.write("metrics.json", result)
+    return result
+
+
+def _splits(cfg: RegBenchConfig, given: dict[str, Split]) -> tuple[Split, Split, Split]:
+    """The train, val and test splits: those ``given``, the others made from the config."""
+    train = given.get("train") or make_split("train", cfg.n_train, cfg.data_seed)
+    val = given.get("val") or make_split("val", cfg.n_val, cfg.data_seed)
+    test = given.get("test") or make_split("test", cfg.n_test, cfg.data_seed)
     if len(train) != cfg.n_train:
         raise ValueError(f"training split has {len(train)} sequences, config says n_train={cfg.n_train}")
-    val_exact, test_exact = val.distributions(), test.distributions()
+    return train, val, test
 
-    model = build_model(cfg).to(device)
+
+class _RunLog:
+    """A run's files in ``out_dir`` (nothing without one): config.json at once, then one history line per
+    validation pass, then metrics.json."""
+
+    def __init__(self, cfg: RegBenchConfig, out_dir: Path | None) -> None:
+        self.out_dir = out_dir
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+            (out_dir / "history.jsonl").write_text("")
+
+    def history(self, row: dict[str, float]) -> None:
+        if self.out_dir is not None:
+            with (self.out_dir / "history.jsonl").open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def write(self, name: str, record: dict[str, Any]) -> None:
+        if self.out_dir is not None:
+            (self.out_dir / name).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _train_and_select(
+    model: LanguageModel,
+    cfg: RegBenchConfig,
+    train: Split,
+    val: Split,
+    val_exact: list[np.ndarray],
+    log: _RunLog,
+    progress: bool,
+) -> dict[str, dict[str, Any]]:
+    """Every epoch on the training split in a fresh order; after every ``eval_every`` epochs (and the last), a
+    validation pass. Returns, for every selection rule, the best epoch, its validation metrics and its weights (CPU)."""
+    device = next(model.parameters()).device
+    dtype = autocast_dtype("auto", device)
     opt = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2))
     steps_per_epoch = math.ceil(cfg.n_train / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
+    schedule = cfg.schedule(total)
     gen = torch.Generator().manual_seed(cfg.seed)
-    history: list[dict[str, float]] = []
     best: dict[str, dict[str, Any]] = {}  # rule -> {"epoch", "val", "state"}
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-        (out_dir / "history.jsonl").write_text("")
     t0 = time.perf_counter()
     step = 0
     bar = tqdm(total=total, disable=not progress, desc=f"{cfg.model} N={cfg.n_train}", leave=False)
@@ -194,8 +231,8 @@ def train_run(
             batch = pad_batch([train.sequences[j] for j in perm[i : i + cfg.batch_size]])
             X, Y = (torch.from_numpy(a).to(device) for a in batch)
             for group in opt.param_groups:
-                group["lr"] = learning_rate(step, total, cfg)
-            with _autocast(device):
+                group["lr"] = schedule(step)
+            with autocast(device, dtype):
                 _, loss = model(X, Y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -207,49 +244,41 @@ def train_run(
             bar.update(1)
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             v = evaluate(model, val, val_exact, cfg.batch_size)
-            row = {
-                "epoch": epoch,
-                "step": step,
-                "train_loss": train_loss / steps_per_epoch,
-                **{f"val_{k}": x for k, x in v.items()},
-                "seconds": time.perf_counter() - t0,
-            }
-            history.append(row)
-            if out_dir is not None:
-                with (out_dir / "history.jsonl").open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-            state = None
-            for rule in SELECTION_RULES if math.isfinite(v["loss"]) else ():
-                if rule not in best or better(rule, v[rule], best[rule]["val"][rule]):
-                    state = state or {k: t.detach().to("cpu", copy=True) for k, t in model.state_dict().items()}
-                    best[rule] = {"epoch": epoch, "state": state, "val": v}
+            row = {"epoch": epoch, "step": step, "train_loss": train_loss / steps_per_epoch}
+            log.history({**row, **{f"val_{k}": x for k, x in v.items()}, "seconds": time.perf_counter() - t0})
+            _keep_best(best, epoch, v, model)
             bar.set_postfix(val_loss=f"{v['loss']:.3f}", val_acc=f"{v['accuracy']:.3f}", val_tvd=f"{v['tvd']:.3f}")
     bar.close()
     if not best:
         raise RuntimeError(f"{cfg.model} N={cfg.n_train}: validation loss was never finite (diverged?); see history")
+    return best
+
+
+def _keep_best(best: dict[str, dict[str, Any]], epoch: int, v: dict[str, float], model: LanguageModel) -> None:
+    """Record this epoch under every rule it wins (one CPU copy of the weights shared by the rules); an epoch whose
+    validation loss is not finite wins nothing."""
+    state = None
+    for rule in SELECTION_RULES if math.isfinite(v["loss"]) else ():
+        if rule not in best or better(rule, v[rule], best[rule]["val"][rule]):
+            state = state or {k: t.detach().to("cpu", copy=True) for k, t in model.state_dict().items()}
+            best[rule] = {"epoch": epoch, "state": state, "val": v}
+
+
+def _score_selected(
+    model: LanguageModel, best: dict[str, dict[str, Any]], test: Split, batch_size: int, out_dir: Path | None
+) -> dict[str, dict[str, Any]]:
+    """Test metrics of every rule's checkpoint (each epoch scored and saved once, under the first rule that chose
+    it)."""
+    test_exact = test.distributions()
     selection: dict[str, dict[str, Any]] = {}
     for rule, b in best.items():
         same = next((r for r in selection if best[r]["epoch"] == b["epoch"]), None)
         if same is None:
             model.load_state_dict(b["state"])
-            test_metrics = evaluate(model, test, test_exact, cfg.batch_size)
+            test_metrics = evaluate(model, test, test_exact, batch_size)
             if out_dir is not None:
                 model.save_pretrained(out_dir / ("checkpoint" if rule == "loss" else f"checkpoint_best_{rule}"))
         else:
             test_metrics = selection[same]["test"]
         selection[rule] = {"best_epoch": b["epoch"], "val": b["val"], "test": test_metrics}
-    result = {
-        "model": cfg.model,
-        "n_train": cfg.n_train,
-        "params": model.num_params(non_embedding=False),
-        "params_non_embedding": model.num_params(non_embedding=True),
-        **selection["loss"],  # best_epoch, val, test: the benchmark's rule
-        "selection": selection,
-        "train_seconds": time.perf_counter() - t0,
-        "steps": total,
-        "device": str(device),
-        "config": asdict(cfg),
-    }
-    if out_dir is not None:
-        (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return selection

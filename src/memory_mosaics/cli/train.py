@@ -1,13 +1,15 @@
 """``mosaic train``: train a Memory Mosaic or a GPT language model on a prepared dataset (one process, or many under
-``torchrun --nproc_per_node N -m memory_mosaics.cli train ...``)."""
+``torchrun --nproc_per_node N -m memory_mosaics.cli train ...``). One flag per field of ``TrainConfig``."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
+from typing import Any
 
-from memory_mosaics.train.checkpoint import CheckpointError
+from memory_mosaics.checkpoints import CheckpointError
 from memory_mosaics.train.config import TrainConfig
 
 HELP = "train a Memory Mosaic or a GPT language model (warm-up + cosine AdamW, checkpoints, resume, DDP)"
@@ -19,14 +21,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the same mini-batches in the same order. Under torchrun, the gradient accumulation adapts to the number of "
         "processes so that --batch-size stays the global batch. Ctrl-C saves a checkpoint; --resume continues."
     )
-    TrainConfig.add_arguments(parser)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kw: dict[str, Any] = {"default": f.default, "help": f"{f.metadata['help']} (default: {f.default})"}
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if f.type in ("bool", bool):
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = {"int": int, "float": float, "str": str}[f.type]
+        parser.add_argument(flag, dest=f.name, **kw)
 
 
 def run(args: argparse.Namespace) -> int:
-    from memory_mosaics.train.loop import train
+    from memory_mosaics.train.engine import train
 
     try:
-        cfg = TrainConfig.from_args(args)
+        cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
         result = train(cfg)
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as e:
         if int(os.environ.get("RANK", "0")) == 0:  # every process fails the same way; one message is enough

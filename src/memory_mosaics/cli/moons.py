@@ -11,15 +11,14 @@ from dataclasses import fields
 import torch
 
 from memory_mosaics.cli.types import natural, out_folder, positive
-
-from .run import EvalConfig, RunConfig, acceptance, run_all
-from .train import TrainConfig, one_head_config
+from memory_mosaics.experiments.moons.run import MoonsEvalConfig, MoonsRunConfig, acceptance, run_all
+from memory_mosaics.experiments.moons.train import MoonsTrainConfig, authors_config, one_head_config
 
 HELP = "Three moons (Section 5, Figs. 4, 5, 10): 1-head vs 3-head complex memories, several seeds, report folder."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d, e = TrainConfig(), EvalConfig()
+    d, e = MoonsTrainConfig(), MoonsEvalConfig()
     parser.add_argument("--out", type=out_folder, default="runs/moons", help="report folder (default runs/moons)")
     parser.add_argument("--seeds", type=positive, default=10, help="number of seeds per net (default 10)")
     parser.add_argument("--first-seed", type=natural, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
@@ -70,36 +69,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive, default=2, help="CPU cores to use: worker processes of one thread")
 
 
-def run(args: argparse.Namespace) -> int:
+def recipe(args: argparse.Namespace) -> MoonsTrainConfig:
+    """The three-head net's recipe the flags give; a ValueError names a setting that cannot train."""
     if args.authors:
-        from .train import authors_config
+        return authors_config()
+    return MoonsTrainConfig(
+        iters=args.iters,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_end=args.lr_end,
+        clip=args.clip,
+        short_len=args.short_len,
+        short_frac=args.short_frac,
+        key_init_scale=args.key_init_scale,
+        final_clip=args.final_clip,
+        restarts=args.restarts,
+        balanced=not args.unbalanced,
+        rollout_iters=args.rollout_iters,
+    )
 
-        train = authors_config()
-    else:
-        try:
-            train = TrainConfig(
-                iters=args.iters,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                lr_end=args.lr_end,
-                clip=args.clip,
-                short_len=args.short_len,
-                short_frac=args.short_frac,
-                key_init_scale=args.key_init_scale,
-                final_clip=args.final_clip,
-                restarts=args.restarts,
-                balanced=not args.unbalanced,
-                rollout_iters=args.rollout_iters,
-            )
-        except ValueError as e:
-            print(f"mosaic moons: error: {e}", file=sys.stderr)
-            return 2
-    cfg = RunConfig(
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        train = recipe(args)
+    except ValueError as e:
+        print(f"mosaic moons: error: {e}", file=sys.stderr)
+        return 2
+    cfg = MoonsRunConfig(
         heads=sorted(set(args.heads)),
         seeds=list(range(args.first_seed, args.first_seed + args.seeds)),
         train=train,
         train_one_head=train if args.same_recipe or args.authors else one_head_config(train),
-        eval=EvalConfig(sequences=args.eval_sequences, seed=args.eval_seed, curve_stride=args.curve_stride),
+        eval=MoonsEvalConfig(sequences=args.eval_sequences, seed=args.eval_seed, curve_stride=args.curve_stride),
         workers=max(1, args.threads),
     )
     if cfg.workers == 1:
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = run_all(cfg)
     acc = acceptance(out)
-    from .report import write_outputs  # matplotlib only now
+    from memory_mosaics.experiments.moons.report import write_outputs  # matplotlib only now
 
     report = write_outputs(out, acc, args.out)
     print(json.dumps(acc, indent=1, default=str))

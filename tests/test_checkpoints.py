@@ -3,7 +3,12 @@ import json
 import pytest
 import torch
 
-from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig, load_pretrained
+from memory_mosaics import GPT, GPTConfig, MemoryMosaic, MosaicConfig, load_pretrained
+
+
+@pytest.fixture
+def tiny():
+    return dict(vocab_size=61, block_size=32, n_layer=2, n_head=4, n_embd=32)
 
 
 @pytest.mark.parametrize("kind", ["mosaic", "gpt-rope"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from memory_mosaics.train.batches import BatchOrder, eval_starts
+from memory_mosaics.train.batches import BatchOrder
 from memory_mosaics.train.schedule import WarmupCosine
 
 
@@ -40,10 +40,3 @@ def test_schedule() -> None:
     assert s(41_000) == pytest.approx((5e-3 + 1e-4) / 2)
     assert s(80_000) == s(90_000) == 1e-4
     assert all(s(i) >= s(i + 1000) for i in range(2000, 80_000, 1000))
-
-
-def test_eval_windows() -> None:
-    assert eval_starts(100, 10).tolist() == list(range(0, 90, 10))
-    assert eval_starts(100, 10, max_windows=3).tolist() == [0, 10, 20]
-    with pytest.raises(ValueError, match="fewer than"):
-        eval_starts(10, 10)

@@ -15,9 +15,7 @@ finished runs. Finished runs (metrics.json present) are reused, so a sweep resum
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import math
 import sys
 import time
 from dataclasses import asdict
@@ -27,11 +25,15 @@ from typing import Any
 import torch
 
 from memory_mosaics.cli.types import device_name, natural, out_folder, positive
-from memory_mosaics.experiments.regbench.automata import make_iid_split, make_split
-from memory_mosaics.experiments.regbench.metrics import score
-from memory_mosaics.experiments.regbench.ngram import ngram_distributions
-from memory_mosaics.experiments.regbench.report import markdown_table, plot
-from memory_mosaics.experiments.regbench.train import SELECTION_RULES, RunConfig, better, train_run
+from memory_mosaics.experiments.regbench.sweep import (
+    Grid,
+    ngram_baselines,
+    run_dir,
+    sweep_configs,
+    train_all,
+    write_report,
+)
+from memory_mosaics.experiments.regbench.train import SELECTION_RULES, RegBenchConfig
 from memory_mosaics.models import INITS
 
 HELP = "RegBench in-context language learning (Figure 9): Memory Mosaic vs GPT vs in-context n-grams."
@@ -103,7 +105,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "init, logits / sqrt(d), 200 epochs) for every flag not given; about an hour per run on one core",
     )
     p.add_argument("--models", nargs="+", default=["mosaic", "gpt"], choices=["mosaic", "gpt"], help="models to train")
-    # flags a preset may set default to None here and are filled by `resolve`: a flag given explicitly always wins
+    _add_preset_arguments(p)
+    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (0 = off)")
+    p.add_argument("--n-val", type=positive, default=500, help="validation automata (model selection)")
+    p.add_argument("--n-test", type=positive, default=500, help="test automata (the reported numbers)")
+    p.add_argument("--seed", type=int, default=0, help="seed for initialisation and batch order")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the automata and sequences of every split")
+    p.add_argument(
+        "--device",
+        default=None,
+        type=device_name,
+        help="torch device (default: cuda when available, else mps, else cpu)",
+    )
+    p.add_argument("--threads", type=natural, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument(
+        "--iid",
+        action="store_true",
+        help="Appendix D.5: validate and test on new sequences of the training automata (in distribution)",
+    )
+    p.add_argument(
+        "--select",
+        default="loss",
+        choices=list(SELECTION_RULES),
+        help="validation metric that picks the epoch inside a run and the grid point across runs: loss (the benchmark "
+        "code's checkpoint rule) or accuracy (the paper's metric); every run records both",
+    )
+    p.add_argument("--list", action="store_true", help="print the runs this command would train, then stop")
+    p.add_argument("--skip-ngram", action="store_true", help="do not compute the n-gram baselines")
+
+
+def _add_preset_arguments(p: argparse.ArgumentParser) -> None:
+    """The grid, the schedule and the model options: the flags a preset may change. They default to None here and
+    are filled by ``resolve``, so a flag given explicitly always wins."""
     p.add_argument("--n-train", nargs="+", type=positive, help=_h("N values: numbers of training automata", "n_train"))
     p.add_argument("--n-layer", nargs="+", type=positive, help=_h("depth grid", "n_layer"))
     p.add_argument(
@@ -144,29 +177,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             "init",
         ),
     )
-    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (0 = off)")
-    p.add_argument("--n-val", type=positive, default=500, help="validation automata (model selection)")
-    p.add_argument("--n-test", type=positive, default=500, help="test automata (the reported numbers)")
-    p.add_argument("--seed", type=int, default=0, help="seed for initialisation and batch order")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the automata and sequences of every split")
-    p.add_argument(
-        "--device", default=None, type=device_name, help="torch device (default: cuda when available, else cpu)"
-    )
-    p.add_argument("--threads", type=natural, default=0, help="torch CPU threads (0 = torch's default)")
-    p.add_argument(
-        "--iid",
-        action="store_true",
-        help="Appendix D.5: validate and test on new sequences of the training automata (in distribution)",
-    )
-    p.add_argument(
-        "--select",
-        default="loss",
-        choices=list(SELECTION_RULES),
-        help="validation metric that picks the epoch inside a run and the grid point across runs: loss (the benchmark "
-        "code's checkpoint rule) or accuracy (the paper's metric); every run records both",
-    )
-    p.add_argument("--list", action="store_true", help="print the runs this command would train, then stop")
-    p.add_argument("--skip-ngram", action="store_true", help="do not compute the n-gram baselines")
 
 
 def resolve(args: argparse.Namespace) -> None:
@@ -177,73 +187,24 @@ def resolve(args: argparse.Namespace) -> None:
             setattr(args, key, value)
 
 
-def run_configs(args: argparse.Namespace) -> list[RunConfig]:
-    """Every (model, N, grid point) run, in the order they are trained (small N first)."""
-    configs = []
-    for n, model, layers, heads, d, wd in itertools.product(
-        args.n_train, args.models, args.n_layer, args.n_head, args.n_embd, args.weight_decay
-    ):
-        if d % heads:
-            continue
-        steps_per_epoch = math.ceil(n / args.batch_size)
-        epochs = args.epochs
-        if args.step_budget > 0:
-            epochs = max(1, min(epochs, math.ceil(args.step_budget / steps_per_epoch)))
-        eval_every = args.eval_every or max(1, epochs // 10)
-        configs.append(
-            RunConfig(
-                model=model,
-                n_train=n,
-                n_layer=layers,
-                n_head=heads,
-                n_embd=d,
-                dropout=args.dropout,
-                bias=args.bias,
-                scale_logits=args.scale_logits,
-                init=args.init,
-                lr=args.lr,
-                weight_decay=wd,
-                epochs=epochs,
-                batch_size=args.batch_size,
-                grad_clip=args.grad_clip,
-                eval_every=eval_every,
-                n_val=args.n_val,
-                n_test=args.n_test,
-                seed=args.seed,
-                data_seed=args.data_seed,
-            )
-        )
-    if not configs:
-        raise ValueError("no grid point has --n-embd divisible by --n-head")
-    return configs
-
-
-def run_dir(out: Path, cfg: RunConfig) -> Path:
-    return out / cfg.model / f"N{cfg.n_train}" / f"L{cfg.n_layer}_H{cfg.n_head}_d{cfg.n_embd}_wd{cfg.weight_decay}"
-
-
-def ngram_baselines(
-    n_test: int, data_seed: int, orders: tuple[int, ...] = (2, 3), iid_n_train: int = 0
-) -> dict[str, dict[str, float]]:
-    """Pooled metrics of the in-context n-grams on the test split (or, with ``iid_n_train``, on the IID test split of
-    that many training automata)."""
-    test = make_split("test", n_test, data_seed)
-    if iid_n_train:
-        test = make_iid_split(make_split("train", iid_n_train, data_seed), "test", n_test, data_seed)
-    exact = test.distributions()
-    return {f"{n}-gram": score([ngram_distributions(s, n) for s in test.sequences], exact) for n in orders}
-
-
-def select(results: list[dict[str, Any]], rule: str = "loss") -> list[dict[str, Any]]:
-    """For every (model, N), the run whose checkpoint chosen by ``rule`` has the best validation value (the paper
-    picks settings on validation); its ``best_epoch``, ``val`` and ``test`` are those of that checkpoint."""
-    best: dict[tuple[str, int], dict[str, Any]] = {}
-    for r in results:
-        r = {**r, **r["selection"][rule], "select": rule}
-        key = (r["model"], r["n_train"])
-        if key not in best or better(rule, r["val"][rule], best[key]["val"][rule]):
-            best[key] = r
-    return list(best.values())
+def run_configs(args: argparse.Namespace) -> list[RegBenchConfig]:
+    """Every (model, N, grid point) run of the resolved flags, in the order they are trained (small N first)."""
+    grid = Grid(args.n_train, args.models, args.n_layer, args.n_head, args.n_embd, args.weight_decay)
+    base = RegBenchConfig(
+        dropout=args.dropout,
+        bias=args.bias,
+        scale_logits=args.scale_logits,
+        init=args.init,
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        grad_clip=args.grad_clip,
+        n_val=args.n_val,
+        n_test=args.n_test,
+        seed=args.seed,
+        data_seed=args.data_seed,
+    )
+    return sweep_configs(grid, base, args.step_budget, args.eval_every)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -254,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     out: Path = args.out
+    root = out / "iid" if args.iid else out
     try:
         configs = run_configs(args)
     except ValueError as e:
@@ -261,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.list:
         for cfg in configs:
-            print(f"{run_dir(out / 'iid' if args.iid else out, cfg)}  epochs {cfg.epochs}  eval every {cfg.eval_every}")
+            print(f"{run_dir(root, cfg)}  epochs {cfg.epochs}  eval every {cfg.eval_every}")
         print(f"{len(configs)} runs")
         return 0
     out.mkdir(parents=True, exist_ok=True)
@@ -269,57 +231,17 @@ def run(args: argparse.Namespace) -> int:
     (out / "config.json").write_text(
         json.dumps({"args": resolved, "runs": [asdict(c) for c in configs]}, indent=2) + "\n"
     )
-
+    # with --iid the n-gram test set depends on N: score it on the first N's (the table says which)
+    iid_n_train = args.n_train[0] if args.iid else 0
     ngram: dict[str, dict[str, float]] = {}
     if not args.skip_ngram:
         t0 = time.perf_counter()
-        # with --iid the n-gram test set depends on N: score it on the first N's (the table says which)
-        ngram = ngram_baselines(args.n_test, args.data_seed, iid_n_train=args.n_train[0] if args.iid else 0)
+        ngram = ngram_baselines(args.n_test, args.data_seed, iid_n_train=iid_n_train)
         (out / "ngram.json").write_text(json.dumps(ngram, indent=2) + "\n")
         for name, m in ngram.items():
             print(f"in-context {name}: accuracy {m['accuracy']:.3f}  TVD {m['tvd']:.3f}")
         print(f"  ({time.perf_counter() - t0:.1f} s)")
-
-    # the held-out splits are the same for every run: build them once
-    splits = {
-        "val": make_split("val", args.n_val, args.data_seed),
-        "test": make_split("test", args.n_test, args.data_seed),
-    }
-    results = []
-    for i, cfg in enumerate(configs, 1):
-        d = run_dir(out / "iid" if args.iid else out, cfg)
-        done = d / "metrics.json"
-        previous = json.loads(done.read_text()) if done.is_file() else {}
-        if previous.get("config") == asdict(cfg) and "selection" in previous:  # older runs recorded one rule only
-            r = previous
-            print(f"[{i}/{len(configs)}] reuse {d}")
-        else:
-            print(f"[{i}/{len(configs)}] train {d} ({cfg.epochs} epochs)")
-            splits["train"] = make_split("train", cfg.n_train, cfg.data_seed)
-            if args.iid:
-                splits["val"] = make_iid_split(splits["train"], "val", args.n_val, args.data_seed)
-                splits["test"] = make_iid_split(splits["train"], "test", args.n_test, args.data_seed)
-            r = train_run(cfg, d, splits, device=args.device)
-        print(f"  {cfg.model:6s} N={cfg.n_train:<6d} params {r['params']:,}  ({r['train_seconds']:.0f} s)")
-        for rule, s in r["selection"].items():
-            print(
-                f"    best val {rule:8s} epoch {s['best_epoch']:<4d} val loss {s['val']['loss']:.4f}  val acc "
-                f"{s['val']['accuracy']:.3f}  test acc {s['test']['accuracy']:.3f}  test TVD {s['test']['tvd']:.3f}"
-            )
-        results.append(r)
-
-    selected = select(results, args.select)
-    (out / "results.json").write_text(json.dumps({"ngram": ngram, "selected": selected}, indent=2) + "\n")
-    table = markdown_table(selected, ngram, iid=args.iid)
-    title = (
-        f"IID test: new sequences of the N training automata (n-grams: N = {args.n_train[0]})"
-        if args.iid
-        else (f"{args.n_test} held-out automata")
-    )
-    rule = f"Checkpoints and grid points selected by validation {args.select}.\n\n"
-    (out / "table.md").write_text(f"# RegBench: test accuracy and TVD ({title})\n\n" + rule + table)
-    print(table)
-    if selected or ngram:
-        print(f"wrote {plot(selected, ngram, out / 'regbench.png', iid=args.iid)}")
+    results = train_all(configs, root, iid=args.iid, device=args.device)
+    write_report(out, results, ngram, args.select, iid_n_train=iid_n_train, n_test=args.n_test)
     print(f"wrote {out / 'table.md'}")
     return 0
