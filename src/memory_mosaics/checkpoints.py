@@ -19,7 +19,6 @@ checks that a token stream was written with the same vocabulary (``check_vocab``
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 from safetensors.torch import save_model as save_safetensors
 
+from memory_mosaics.data.tokenizer import sha256_file
 from memory_mosaics.devices import pick_device
 from memory_mosaics.models import MODELS, LanguageModel
 from memory_mosaics.models.base import VOCAB_PADDING
@@ -162,14 +162,6 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted((p for p in run_dir.iterdir() if p.is_dir() and _NAME.match(p.name)), key=step_of)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -201,7 +193,7 @@ def verify(ckpt: Path) -> None:
         size = path.stat().st_size
         if size != info["size"]:
             raise CheckpointError(f"{path} is truncated or damaged: {size} bytes, expected {info['size']}")
-        if _sha256(path) != info["sha256"]:
+        if sha256_file(path) != info["sha256"]:
             raise CheckpointError(f"{path} is corrupted: its sha256 does not match {manifest}")
 
 
@@ -235,7 +227,7 @@ def save_training(
     for p in sorted(tmp.iterdir()):
         with p.open("rb") as f:
             os.fsync(f.fileno())
-        files[p.name] = {"size": p.stat().st_size, "sha256": _sha256(p)}
+        files[p.name] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
     (tmp / MANIFEST).write_text(json.dumps({"format": 1, "step": step, "files": files}, indent=2) + "\n")
     _fsync_dir(tmp)
     if final.exists():

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--key-scale-max", default="log65535", metavar="K",
-        help="the key-scale clamp of the code that trained it: log65535 (default, per the spec) or a number "
+        help="the key-scale clamp of the code that trained it: log65535 (default, the documented one) or a number "
         "(one released version of mosaic_model.py clamps at 5)",
     )  # fmt: skip
     vocab = parser.add_mutually_exclusive_group()

@@ -48,7 +48,7 @@ PAPER_GRID = {
 
 
 # the model of the authors' RegBench glue for Memory Mosaics (MM: ICLL/configs/experiment/dfa/mm.yaml and
-# src/models/sequence/mm.py; spec §5), which the CPU default and --glue both train
+# src/models/sequence/mm.py; docs/regbench.md §5), which the CPU default and --glue both train
 GLUE_MODEL: dict[str, Any] = {
     "n_embd": [128],
     "n_head": [8],

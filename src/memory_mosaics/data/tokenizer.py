@@ -44,7 +44,8 @@ class Tokenizer(Protocol):
     def decode(self, ids: Iterable[int]) -> str: ...
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in blocks (tokenizer files, checkpoint manifests)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -123,7 +124,7 @@ def load_gpt2_encoding(gpt2_dir: str | Path | None = None) -> Any:
         cache = d / "tiktoken_cache"
         if all((cache / name).is_file() for name in CACHE_FILES):
             for name, digest in CACHE_FILES.items():
-                if _sha256(cache / name) != digest:
+                if sha256_file(cache / name) != digest:
                     raise TokenizerError(f"{cache / name} is not the genuine GPT-2 file (sha256 mismatch)")
             with _env("TIKTOKEN_CACHE_DIR", str(cache)):
                 return tiktoken.get_encoding("gpt2")
@@ -151,7 +152,7 @@ def _encoding_from_files(encoder_json: Path, vocab_bpe: Path) -> Any:
         r50k_pat_str = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
     for path, digest in ((encoder_json, ENCODER_JSON_SHA256), (vocab_bpe, VOCAB_BPE_SHA256)):
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise TokenizerError(f"{path} is not the genuine GPT-2 file (sha256 mismatch)")
     with _env("TIKTOKEN_CACHE_DIR", ""):  # "" disables tiktoken's cache: never write next to read-only files
         ranks = data_gym_to_mergeable_bpe_ranks(vocab_bpe_file=str(vocab_bpe), encoder_json_file=str(encoder_json))

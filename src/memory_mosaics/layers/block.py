@@ -54,6 +54,8 @@ class MosaicBlock(nn.Module):
 
     def forward(self, x: Tensor, state: MosaicBlockState | None = None) -> Tensor:
         x = x + self.contextual(self.ln_1(x), None if state is None else state.contextual)
-        if self.persistent is not None:
+        if isinstance(self.persistent, PersistentMemory):  # its key extractor streams a leaky state
             x = x + self.persistent(self.ln_2(x), None if state is None else state.persistent)
+        elif self.persistent is not None:  # an MLP holds no state
+            x = x + self.persistent(self.ln_2(x))
         return x

@@ -28,7 +28,8 @@ def model_config(arch: str, **fields: Any) -> Any:
 
 def build_model(arch: str, **fields: Any) -> LanguageModel:
     """A freshly initialised ``arch`` model: the one place every command and trainer builds its model."""
-    return MODELS[arch](model_config(arch, **fields)) if arch in MODELS else model_config(arch)
+    config = model_config(arch, **fields)  # an unknown architecture is refused here
+    return MODELS[arch](config)
 
 
 __all__ = [

@@ -26,7 +26,7 @@ from memory_mosaics import checkpoints as ckpt_io
 from memory_mosaics.devices import autocast, autocast_dtype
 from memory_mosaics.distributed import Dist, all_sum, any_true, barrier, setup, teardown
 from memory_mosaics.evaluate import window_loss
-from memory_mosaics.models import MODELS, LanguageModel
+from memory_mosaics.models import MODELS, LanguageModel, build_model
 from memory_mosaics.train import parallel
 from memory_mosaics.train.batches import BatchOrder
 from memory_mosaics.train.config import TrainConfig
@@ -85,14 +85,13 @@ def start(cfg: TrainConfig, d: Dist) -> Run:
     say = print if d.main else (lambda *a, **k: None)
     resume_from = resume_point(cfg, d, say)
     state: dict[str, Any] = {}
-    cls = MODELS[cfg.arch]
     if resume_from is not None:
         state = ckpt_io.load_trainer_state(resume_from)
         check_resume(resume_from, cfg, model_cfg, state, data.meta)
-        model = cls.from_pretrained(resume_from, vocab_size=model_cfg.vocab_size)
+        model = ckpt_io.load_model(resume_from, MODELS[cfg.arch], model_cfg.vocab_size)
     else:
         torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed
-        model = cls(model_cfg)
+        model = build_model(cfg.arch, **dataclasses.asdict(model_cfg))
     model = model.to(d.device)
     fsdp = cfg.fsdp and d.enabled
     if fsdp:

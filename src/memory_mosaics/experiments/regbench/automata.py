@@ -1,9 +1,9 @@
 """RegBench (Akyürek et al., 2024): random probabilistic finite automata, their token sequences, and the exact
-next-symbol distribution at every position (spec: ``docs/regbench.md`` §1–§3).
+next-symbol distribution at every position (``docs/regbench.md`` §1–§3).
 
 An automaton is a deterministic transition table over the 20-token vocabulary; every state has 1–3 outgoing edges, each
 taken with probability 1/|out(q)|. The benchmark's ``pythomata`` minimisation and trimming are skipped: the next-symbol
-distribution depends on the language alone (spec §1), so they change neither the sequences' law nor the metrics.
+distribution depends on the language alone (§1), so they change neither the sequences' law nor the metrics.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def sample_sequence(automaton: Automaton, rng: np.random.Generator) -> np.ndarra
 
 
 def exact_distributions(automaton: Automaton, tokens: np.ndarray) -> np.ndarray:
-    """q_t for every model input position t = 0..L-2 (spec §4): the automaton's next-symbol distribution after the
+    """q_t for every model input position t = 0..L-2 (§4): the automaton's next-symbol distribution after the
     current partial string (the symbols since the last '|', up to and including s_t). Shape (L-1, VOCAB_SIZE)."""
     table = np.stack([automaton.next_distribution(q) for q in range(automaton.n_states)])
     states = np.empty(len(tokens) - 1, dtype=np.int64)
@@ -101,7 +101,7 @@ def exact_distributions(automaton: Automaton, tokens: np.ndarray) -> np.ndarray:
 
 
 def inputs_and_labels(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Model input s_0..s_{L-2} and label s_1..s_{L-1}; labels equal to '|' are ignored (spec §2: the model is never
+    """Model input s_0..s_{L-2} and label s_1..s_{L-1}; labels equal to '|' are ignored (§2: the model is never
     trained to predict the end of a string)."""
     x, y = tokens[:-1].copy(), tokens[1:].copy()
     y[y == SEP] = IGNORE
@@ -110,7 +110,7 @@ def inputs_and_labels(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class Split:
-    """One split: an automaton and one fixed sequence per automaton (spec §3)."""
+    """One split: an automaton and one fixed sequence per automaton (§3)."""
 
     automata: list[Automaton]
     sequences: list[np.ndarray]

@@ -1,4 +1,4 @@
-"""The two RegBench numbers (spec §4), pooled over every input position of every test sequence (no per-sequence
+"""The two RegBench numbers (§4), pooled over every input position of every test sequence (no per-sequence
 averaging), including the positions whose target is '|'.
 
 - accuracy: the argmax of the model's distribution is a legal continuation (q_t(argmax p_t) > 0); '|' and '.' are

@@ -1,4 +1,4 @@
-"""In-context n-gram baselines with back-off (spec §7; Akyürek et al.'s "Algorithm 1"): no training, counts only.
+"""In-context n-gram baselines with back-off (§7; Akyürek et al.'s "Algorithm 1"): no training, counts only.
 
 At position t the context is s_0..s_t. Each of its strings (split on '|'; the last, possibly empty, is the current one)
 is left-padded with N−1 '_' and all n-grams n = 1..N inside it are counted. With V the letters seen so far and h the

@@ -1,6 +1,6 @@
 """RegBench report: a Markdown table and plots of accuracy and TVD against N, with the published numbers beside ours.
 
-Published values are the spec's digitisations (``docs/regbench.md`` §6): the Memory Mosaics figure (§6b) for the Memory
+Published values are the digitisations of ``docs/regbench.md`` §6: the Memory Mosaics figure (§6b) for the Memory
 Mosaic and its transformer, and Akyürek et al.'s in-context n-gram lines (§6a).
 """
 

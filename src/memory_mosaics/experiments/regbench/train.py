@@ -1,4 +1,4 @@
-"""Training and evaluation of a Memory Mosaic or a GPT on RegBench (spec §5).
+"""Training and evaluation of a Memory Mosaic or a GPT on RegBench (§5).
 
 A compact loop specific to this benchmark: a fixed training set of N sequences (one per automaton) revisited every
 epoch in a fresh order, batches of 32 (the last partial batch kept), AdamW, a linear warm-up over the first 10% of the
@@ -30,7 +30,7 @@ from memory_mosaics.models import LanguageModel, build_model, model_config
 from memory_mosaics.models.base import check_range
 from memory_mosaics.train.schedule import WarmupCosine
 
-BLOCK_SIZE = 1024  # longest model input is 948 tokens (spec §2); GPT's learned positions cover it
+BLOCK_SIZE = 1024  # longest model input is 948 tokens (§2); GPT's learned positions cover it
 # validation metric -> whether a higher value is better; "loss" is the benchmark code's checkpoint rule
 SELECTION_RULES: dict[str, bool] = {"loss": False, "accuracy": True}
 
