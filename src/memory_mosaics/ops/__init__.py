@@ -1,5 +1,6 @@
 """Operations of Memory Mosaics, each as a naive reference, a parallel (training) form and a step (streaming) form."""
 
+from memory_mosaics.ops.gated import gated_keys, gated_keys_naive, gated_keys_step
 from memory_mosaics.ops.leaky import (
     leaky_average,
     leaky_average_naive,
@@ -19,6 +20,9 @@ from memory_mosaics.ops.retrieval import (
 
 __all__ = [
     "bank_retrieval",
+    "gated_keys",
+    "gated_keys_naive",
+    "gated_keys_step",
     "gaussian_retrieval_naive",
     "leaky_average",
     "leaky_average_naive",
