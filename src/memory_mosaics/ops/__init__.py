@@ -17,6 +17,7 @@ from memory_mosaics.ops.retrieval import (
     retrieval_naive,
     retrieval_step,
 )
+from memory_mosaics.ops.windowed import windowed_retrieval, windowed_retrieval_naive, windowed_retrieval_step
 
 __all__ = [
     "bank_retrieval",
@@ -36,4 +37,7 @@ __all__ = [
     "scaled_leaky_keys",
     "scaled_leaky_keys_naive",
     "scaled_leaky_keys_step",
+    "windowed_retrieval",
+    "windowed_retrieval_naive",
+    "windowed_retrieval_step",
 ]

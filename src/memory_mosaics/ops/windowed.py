@@ -1,0 +1,109 @@
+"""Windowed retrieval with an adaptive bandwidth, Memory Mosaics v2 (eqs. 6 and 10 of "Memory Mosaics at scale").
+
+The query at position t sees the pairs i with t - window < i ≤ t - delay:
+  * short-term memory: window h, delay 1 (pairs t-h+1 … t-1);
+  * long-term memory: no window, delay m (pairs 0 … t-m).
+Its bandwidth grows with the number n_t of pairs it sees, β(n) = β1·n^α + β0 per head, and since n_t depends only on
+t and the window, β(n_t) is folded into the query row (q_t·β(n_t), dot-product scale 1). A query that sees no pair
+returns 0.
+
+Three forms: ``windowed_retrieval_naive`` (an explicit softmax per query, tests only), ``windowed_retrieval``
+(parallel: the long-term memory is v1's shifted-sequence causal SDPA; the short-term memory runs blocks of queries
+against the keys their band reaches, so memory is O(T·(h + block)), never T×T) and ``windowed_retrieval_step`` (one
+streamed query against the pairs of its window). Shapes: queries, keys and values (B, H, T, D); β0, β1, α (H,).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from memory_mosaics.ops.retrieval import retrieval, retrieval_step
+
+
+def visible_pairs(T: int, delay: int, window: int | None = None, q_offset: int = 0, device=None) -> Tensor:
+    """n_t, the number of pairs the query at absolute position q_offset + j sees, for j = 0 … T-1 (int64)."""
+    t = torch.arange(q_offset, q_offset + T, device=device)
+    n = (t - delay + 1).clamp_min(0)
+    if window is not None:
+        n = n.clamp_max(max(window - delay, 0))
+    return n
+
+
+def bandwidth(n: Tensor, beta0: Tensor, beta1: Tensor, alpha: Tensor) -> Tensor:
+    """β(n) = β1·n^α + β0 for every head and count: n (T,) -> (H, T). A count of 0 (an empty memory, whose output is 0
+    whatever β) is taken as 1, so that the gradient of n^α in α, n^α·log n, stays finite."""
+    n = n.clamp_min(1).to(beta1.dtype).unsqueeze(0)
+    return beta1.unsqueeze(-1) * n.pow(alpha.unsqueeze(-1)) + beta0.unsqueeze(-1)
+
+
+def _check(delay: int, window: int | None) -> None:
+    if delay < 1:
+        raise ValueError(f"delay must be >= 1 (values peek one step ahead), got {delay}")
+    if window is not None and window <= delay:
+        raise ValueError(f"window ({window}) must exceed delay ({delay}), or the memory is always empty")
+
+
+def windowed_retrieval_naive(
+    query: Tensor, keys: Tensor, values: Tensor, beta0: Tensor, beta1: Tensor, alpha: Tensor, delay: int,
+    window: int | None = None,
+) -> Tensor:  # fmt: skip
+    """Reference: for every query, its visible pairs, β(n) and an explicit softmax."""
+    _check(delay, window)
+    B, H, T, _ = query.shape
+    out = torch.zeros(B, H, T, values.shape[-1], dtype=values.dtype, device=values.device)
+    for t in range(T):
+        lo = 0 if window is None else max(0, t - window + 1)
+        hi = t - delay + 1  # exclusive
+        if hi <= lo:
+            continue
+        n = torch.tensor(float(hi - lo), dtype=beta1.dtype)
+        beta = beta1 * n**alpha + beta0  # (H,)
+        scores = torch.einsum("bhd,bhid->bhi", query[:, :, t], keys[:, :, lo:hi]) * beta.view(1, H, 1)
+        out[:, :, t] = torch.einsum("bhi,bhid->bhd", scores.softmax(-1), values[:, :, lo:hi])
+    return out
+
+
+def _band(q: Tensor, keys: Tensor, values: Tensor, delay: int, window: int, first: int, block: int) -> Tensor:
+    """Short-term retrieval of queries first … T-1 (already scaled by β), by blocks of ``block`` queries."""
+    parts = []
+    T = q.shape[2]
+    for t0 in range(first, T, block):
+        t1 = min(t0 + block, T)
+        k0, k1 = max(0, t0 - window + 1), t1 - delay + 1  # the keys this block's band reaches
+        t = torch.arange(t0, t1, device=q.device).unsqueeze(-1)
+        i = torch.arange(k0, k1, device=q.device).unsqueeze(0)
+        mask = (i > t - window) & (i <= t - delay)
+        kv = keys[:, :, k0:k1], values[:, :, k0:k1]
+        parts.append(F.scaled_dot_product_attention(q[:, :, t0:t1], *kv, attn_mask=mask, scale=1.0))
+    return torch.cat(parts, dim=2)
+
+
+def windowed_retrieval(
+    query: Tensor, keys: Tensor, values: Tensor, beta0: Tensor, beta1: Tensor, alpha: Tensor, delay: int,
+    window: int | None = None, block: int = 128,
+) -> Tensor:  # fmt: skip
+    """Parallel retrieval of every query of a sequence against the pairs of its window (training and prefill from an
+    empty memory)."""
+    _check(delay, window)
+    B, H, T, _ = query.shape
+    n = visible_pairs(T, delay, window, device=query.device)
+    q = query * bandwidth(n, beta0, beta1, alpha).to(query.dtype).view(1, H, T, 1)
+    if window is None:
+        return retrieval(q, keys, values, lookahead=delay, scale=1.0)
+    first = min(delay, T)  # the queries before it see no pair
+    out = query.new_zeros(B, H, first, values.shape[-1])
+    if first == T:
+        return out
+    return torch.cat([out, _band(q, keys, values, delay, window, first, block)], dim=2)
+
+
+def windowed_retrieval_step(
+    query: Tensor, keys: Tensor, values: Tensor, beta0: Tensor, beta1: Tensor, alpha: Tensor
+) -> Tensor:
+    """One streamed query per sequence (B, H, 1, D) against the pairs its window holds (B, H, n, D): what a streaming
+    v2 memory runs per token; n = keys.shape[2] sets the bandwidth."""
+    n = torch.tensor([keys.shape[2]], device=query.device)
+    beta = bandwidth(n, beta0, beta1, alpha).to(query.dtype).view(1, -1, 1, 1)
+    return retrieval_step(query * beta, keys, values, scale=1.0)
