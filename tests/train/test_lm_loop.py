@@ -109,3 +109,36 @@ def test_kill_9_then_resume_is_bit_identical(dataset: Path, tmp_path: Path) -> N
     )
     assert killed_at < 40
     assert train_losses(read_log(tmp_path / "run")) == train_losses(reference["records"])
+
+
+V2 = dict(arch="mosaic2", short_window=8, long_delay=4, long_delay_min=2, long_delay_max=12)
+
+
+def test_mosaic_v2_trains_and_resumes_bit_for_bit(dataset: Path, tmp_path: Path) -> None:
+    """The long-term delay is drawn per step from (seed, step): a resumed v2 run repeats the uninterrupted one."""
+    reference = train(tiny(dataset, tmp_path / "ref", **V2, dropout=0.0, max_iters=12, eval_interval=12))
+    losses = [loss for _, loss in train_losses(reference["records"])]
+    assert losses[-1] < losses[0] - 0.3
+    run = json.loads((tmp_path / "ref" / "run.json").read_text())
+    assert run["model_type"] == "mosaic2" and run["model"]["persistent"] == "swiglu"
+    first = train(tiny(dataset, tmp_path / "run", **V2, dropout=0.0, max_iters=12, eval_interval=12),
+                  callback=lambda step, _: step == 5 and signal.raise_signal(signal.SIGINT))  # fmt: skip
+    assert first["interrupted"]
+    train(tiny(dataset, tmp_path / "run", **V2, dropout=0.0, max_iters=12, eval_interval=12, resume=True))
+    assert train_losses(read_log(tmp_path / "run")) == train_losses(reference["records"])
+
+
+def test_the_delay_is_a_function_of_seed_and_step() -> None:
+    from memory_mosaics.models import MemoryMosaicV2, MosaicV2Config
+    from memory_mosaics.train.engine import draw_delay
+
+    model = MemoryMosaicV2(MosaicV2Config(vocab_size=11, n_layer=1, n_head=1, n_embd=4, long_delay_min=1))
+    draws = []
+    for step in range(50):
+        draw_delay(model, 1337, step)
+        draws.append(model.train_delay)
+    again = []
+    for step in range(50):
+        draw_delay(model, 1337, step)
+        again.append(model.train_delay)
+    assert draws == again and len(set(draws)) > 20 and all(1 <= m <= 256 for m in draws)

@@ -7,8 +7,9 @@ from memory_mosaics.layers.block import PERSISTENT_KINDS
 from memory_mosaics.models.base import INITS, LanguageModel
 from memory_mosaics.models.gpt import GPT, POSITION_ENCODINGS, GPTConfig
 from memory_mosaics.models.mosaic import MemoryMosaic, MosaicConfig
+from memory_mosaics.models.mosaic_v2 import MemoryMosaicV2, MosaicV2Config
 
-MODELS: dict[str, type[LanguageModel]] = {"mosaic": MemoryMosaic, "gpt": GPT}
+MODELS: dict[str, type[LanguageModel]] = {"mosaic": MemoryMosaic, "mosaic2": MemoryMosaicV2, "gpt": GPT}
 
 
 def model_config(arch: str, **fields: Any) -> Any:
@@ -41,7 +42,9 @@ __all__ = [
     "GPTConfig",
     "LanguageModel",
     "MemoryMosaic",
+    "MemoryMosaicV2",
     "MosaicConfig",
+    "MosaicV2Config",
     "build_model",
     "model_config",
 ]

@@ -15,9 +15,11 @@ from memory_mosaics.models import (
     POSITION_ENCODINGS,
     GPTConfig,
     MosaicConfig,
+    MosaicV2Config,
     model_config,
 )
 from memory_mosaics.models.base import check_range
+from memory_mosaics.models.mosaic_v2 import PERSISTENT_V2
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
@@ -42,7 +44,16 @@ class TrainConfig:
     bias: bool = _opt(True, "biases in Linear layers and LayerNorms")
     pmem_size: int = _opt(0, "Memory Mosaic: slots per persistent memory (0 = 3.5 x n_embd, GPT-2 weight count)")
     pmem_count: int = _opt(1, "Memory Mosaic: persistent memory banks averaged per unit")
-    persistent: str = _opt("memory", "Memory Mosaic: persistent units", choices=PERSISTENT_KINDS)
+    persistent: str = _opt(
+        "",
+        "Memory Mosaic persistent units ('' = the architecture's default: memory for mosaic, swiglu for mosaic2)",
+        choices=("", *PERSISTENT_KINDS, *PERSISTENT_V2),
+    )
+    short_window: int = _opt(256, "Memory Mosaic v2: the short-term memory sees pairs t-h+1 ... t-1 (h)")
+    long_delay: int = _opt(64, "Memory Mosaic v2: the long-term memory sees pairs 0 ... t-m; m at evaluation")
+    long_delay_min: int = _opt(64, "Memory Mosaic v2: training draws m per optimiser step from [min, max]")
+    long_delay_max: int = _opt(256, "Memory Mosaic v2: see --long-delay-min")
+    ffn_hidden: int = _opt(0, "Memory Mosaic v2: hidden width of the SwiGLU persistent memory (0 = 3 x n_embd)")
     pos: str = _opt("learned", "GPT: position encoding", choices=POSITION_ENCODINGS)
     init: str = _opt(
         "gpt2",
@@ -135,7 +146,7 @@ class TrainConfig:
     def decay_iters(self) -> int:
         return self.lr_decay_iters or self.max_iters
 
-    def model_config(self, vocab_size: int) -> MosaicConfig | GPTConfig:
+    def model_config(self, vocab_size: int) -> MosaicConfig | MosaicV2Config | GPTConfig:
         """The architecture this run trains, for a dataset of ``vocab_size`` tokens (padded to ``pad_vocab``)."""
         return model_config(
             self.arch,
@@ -151,7 +162,12 @@ class TrainConfig:
             pos=self.pos,
             pmem_size=self.pmem_size or None,
             pmem_count=self.pmem_count,
-            persistent=self.persistent,
+            **({"persistent": self.persistent} if self.persistent else {}),
+            short_window=self.short_window,
+            long_delay=self.long_delay,
+            long_delay_min=self.long_delay_min,
+            long_delay_max=self.long_delay_max,
+            ffn_hidden=self.ffn_hidden or None,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -41,6 +41,13 @@ def dropout_seed(seed: int, step: int, micro: int) -> int:
     return (seed * 1_000_003 + step * 65_537 + micro) % (2**63 - 1)
 
 
+def draw_delay(model: nn.Module, seed: int, step: int) -> None:
+    """A Memory Mosaic v2 draws its long-term delay m once per optimiser step, from (seed, step) alone: every process
+    draws the same m, and a resumed run the same as the uninterrupted one."""
+    if hasattr(model, "sample_delay"):
+        model.sample_delay(torch.Generator().manual_seed(dropout_seed(seed, step, 1 << 30)))
+
+
 @dataclass
 class Run:
     """Everything a training run holds between two optimiser steps."""
@@ -174,6 +181,7 @@ def step(run: Run, step_index: int) -> tuple[Tensor, Tensor | None]:
     cfg, d, g = run.cfg, run.d, run.geometry
     for group in run.optimizer.param_groups:
         group["lr"] = run.schedule(step_index)
+    draw_delay(run.model, cfg.seed, step_index)
     total = torch.zeros((), device=d.device)
     for m in range(g.accum):
         x, y = run.order.micro_batch(step_index, d.rank, d.world, m, g.micro)

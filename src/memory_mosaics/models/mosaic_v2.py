@@ -1,0 +1,233 @@
+"""Memory Mosaic v2 ("Memory Mosaics at scale", Zhang & Bottou, NeurIPS 2025), as restated in the v2 spec.
+
+Each block: a short-term and a long-term contextual memory side by side (each with its own gated key extractor, value
+extractor and adaptive bandwidth), one projection W_o of their concatenated heads, then a SwiGLU persistent memory
+(v1's bank as an option); pre-norm residual blocks with RMSNorm, no position encoding. The long-term memory sees pairs
+0 … t-m: training draws m once per optimiser step (``sample_delay``), evaluation uses ``long_delay``.
+
+This file holds the parallel (training) forward. Streaming, the training engine's random delay and the commands come
+in later steps of issue #23.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from memory_mosaics.layers.features import ValueExtractor, merge_heads, split_heads
+from memory_mosaics.layers.persistent import PersistentMemory
+from memory_mosaics.models.base import LanguageModel, check_range
+from memory_mosaics.ops.gated import gated_keys
+from memory_mosaics.ops.windowed import windowed_retrieval
+
+PERSISTENT_V2 = ("swiglu", "memory")
+MAX_LOG_BANDWIDTH = 10.0  # β0 = exp(min(θ0, 10)), β1 = exp(min(θ1, 10)) (paper, Table 6)
+MAX_LOG_VALUE_SCALE = 15.0  # α_ψ = exp(min(|θ|, 15))
+
+
+@dataclass
+class MosaicV2Config:
+    """Architecture only. Defaults are the paper's (h = 256, m ∈ [64, 256], m = 64 at inference, d′ = 3d)."""
+
+    vocab_size: int = 50304
+    block_size: int = 4096  # training context (no position encoding: the model reads any length)
+    n_layer: int = 12
+    n_head: int = 12  # heads of each of the two contextual memories
+    n_embd: int = 768
+    short_window: int = 256  # h: the short-term memory sees pairs t-h+1 … t-1
+    long_delay: int = 64  # m at inference: the long-term memory sees pairs 0 … t-m
+    long_delay_min: int = 64  # training draws m uniformly from [long_delay_min, long_delay_max]
+    long_delay_max: int = 256
+    persistent: str = "swiglu"  # or "memory": v1's persistent memory bank
+    ffn_hidden: int | None = None  # d′ of the SwiGLU (None: 3·n_embd)
+    pmem_size: int | None = None  # slots of the "memory" option (None: 3.5·n_embd)
+    dropout: float = 0.0
+    bias: bool = False
+    logit_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_range(self, ">= 1", ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "long_delay"))
+        check_range(self, ">= 1", ("long_delay_min", "long_delay_max"))
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.short_window < 2:
+            raise ValueError(f"short_window must be >= 2 (pairs t-h+1 … t-1), got {self.short_window}")
+        if self.long_delay_min > self.long_delay_max:
+            raise ValueError(f"long_delay_min ({self.long_delay_min}) exceeds long_delay_max ({self.long_delay_max})")
+        if self.persistent not in PERSISTENT_V2:
+            raise ValueError(f"persistent must be one of {PERSISTENT_V2}, got {self.persistent!r}")
+        check_range(self, "in [0, 1)", ("dropout",))
+        check_range(self, "> 0", ("logit_scale",))
+
+
+class GatedKeyExtractor(nn.Module):
+    """φ of v2 (eq. 8): k̄_t = exp(W_g x_t)·W_φ x_t + exp(-|W_λ x_t|)·k̄_{t-1}, k_t = Norm(k̄_t). W_g and W_λ give one
+    scalar per head; their biases let a constant gate and a constant decay be learned (v1's leaky average is the case
+    W_g = W_λ = 0 with the decay in the bias)."""
+
+    def __init__(self, n_embd: int, n_head: int, bias: bool = False) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.W_phi = nn.Linear(n_embd, n_embd, bias=bias)
+        self.W_g = nn.Linear(n_embd, n_head)
+        self.W_lambda = nn.Linear(n_embd, n_head)
+
+    def forward(self, x: Tensor) -> Tensor:
+        k = split_heads(self.W_phi(x), self.n_head)
+        a, b = self.W_g(x).transpose(1, 2), self.W_lambda(x).transpose(1, 2)  # (B, H, T)
+        return gated_keys(k, a, b)[0]
+
+
+class ValueExtractorV2(ValueExtractor):
+    """ψ of v2 (eq. 9), v1's peek-ahead values with the scale α_ψ = exp(min(|θ|, 15)), θ = 0 at initialisation."""
+
+    def __init__(self, n_embd: int, n_head: int, bias: bool = False) -> None:
+        super().__init__(n_embd, n_head, bias)
+        nn.init.zeros_(self.val_scale)
+
+    @property
+    def log_scale(self) -> Tensor:
+        return self.val_scale.abs().clamp(max=MAX_LOG_VALUE_SCALE)
+
+
+class WindowedMemory(nn.Module):
+    """One v2 contextual memory (short- or long-term): keys, values, adaptive bandwidth β(n) = β1·n^α + β0 per head
+    (β0 = exp(min(θ0, 10)), β1 = exp(min(θ1, 10)), α = min(|θα|, 1); θ0 = θ1 = 1.5 and θα = 1/3 at initialisation).
+    Returns y per head (B, H, T, hs), before W_o."""
+
+    def __init__(self, n_embd: int, n_head: int, bias: bool = False, window: int | None = None) -> None:
+        super().__init__()
+        self.window = window
+        self.key = GatedKeyExtractor(n_embd, n_head, bias)
+        self.value = ValueExtractorV2(n_embd, n_head, bias)
+        self.theta0 = nn.Parameter(torch.full((n_head,), 1.5))
+        self.theta1 = nn.Parameter(torch.full((n_head,), 1.5))
+        self.theta_alpha = nn.Parameter(torch.full((n_head,), 1 / 3))
+
+    def bandwidth_parameters(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(β0, β1, α) per head."""
+        return (
+            self.theta0.clamp(max=MAX_LOG_BANDWIDTH).exp(),
+            self.theta1.clamp(max=MAX_LOG_BANDWIDTH).exp(),
+            self.theta_alpha.abs().clamp(max=1.0),
+        )
+
+    def forward(self, x: Tensor, delay: int = 1) -> Tensor:
+        k = self.key(x)
+        return windowed_retrieval(k, k, self.value(x), *self.bandwidth_parameters(), delay, self.window)
+
+
+class SwiGLU(nn.Module):
+    """The v2 persistent memory: W2·(SiLU(W1 x) ⊙ W3 x)."""
+
+    def __init__(self, n_embd: int, hidden: int, bias: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.W1 = nn.Linear(n_embd, hidden, bias=bias)
+        self.W3 = nn.Linear(n_embd, hidden, bias=bias)
+        self.W2 = nn.Linear(hidden, n_embd, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.W2(F.silu(self.W1(x)) * self.W3(x)))
+
+
+class MosaicV2Block(nn.Module):
+    def __init__(self, c: MosaicV2Config) -> None:
+        super().__init__()
+        self.ln_1 = nn.RMSNorm(c.n_embd)
+        self.short_term = WindowedMemory(c.n_embd, c.n_head, c.bias, window=c.short_window)
+        self.long_term = WindowedMemory(c.n_embd, c.n_head, c.bias)
+        self.W_o = nn.Linear(2 * c.n_embd, c.n_embd, bias=c.bias)
+        self.resid_dropout = nn.Dropout(c.dropout)
+        self.ln_2 = nn.RMSNorm(c.n_embd)
+        if c.persistent == "swiglu":
+            self.persistent: nn.Module = SwiGLU(c.n_embd, c.ffn_hidden or 3 * c.n_embd, c.bias, c.dropout)
+        else:
+            pmem = c.pmem_size or int(3.5 * c.n_embd)
+            self.persistent = PersistentMemory(c.n_embd, c.n_head, pmem, 1, c.bias, c.dropout)
+
+    def forward(self, x: Tensor, delay: int, long_term: bool = True) -> Tensor:
+        """``long_term`` False removes the long-term memory (the paper's Table 2 ablation): W_o reads 0 there."""
+        h = self.ln_1(x)
+        short = self.short_term(h)
+        long = self.long_term(h, delay) if long_term else torch.zeros_like(short)
+        x = x + self.resid_dropout(self.W_o(merge_heads(torch.cat([short, long], dim=-1))))
+        return x + self.persistent(self.ln_2(x))
+
+
+class MemoryMosaicV2(LanguageModel):
+    model_type: ClassVar[str] = "mosaic2"
+    config_class: ClassVar[type] = MosaicV2Config
+
+    def __init__(self, config: MosaicV2Config) -> None:
+        super().__init__(config)
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.blocks = nn.ModuleList(MosaicV2Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.RMSNorm(config.n_embd)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # not tied (as the paper's llama)
+        self.train_delay: int | None = None  # m of the current optimiser step (``sample_delay``)
+        self.use_long_term = True  # False: the Table 2 ablation, the long-term memory removed at inference
+        self._init_weights_v2()
+
+    def _init_weights_v2(self) -> None:
+        """Table 6: truncated normal (±3σ) with σ = 1/√(2d(l+1)) for W_φ, W_g, W_λ, W_ψ, W_o, W1, W3 of block l,
+        1/√(2d′(l+1)) for W2, 1/√(2d) for the embedding and the classifier; biases 0."""
+        d = self.config.n_embd
+
+        def normal(w: Tensor, std: float) -> None:
+            nn.init.trunc_normal_(w, std=std, a=-3 * std, b=3 * std)
+
+        for layer, block in enumerate(self.blocks):
+            for name, module in block.named_modules():
+                if isinstance(module, nn.Linear):
+                    fan = module.in_features if name.endswith("W2") else d
+                    normal(module.weight, 1 / math.sqrt(2 * fan * (layer + 1)))
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+        normal(self.wte.weight, 1 / math.sqrt(2 * d))
+        normal(self.lm_head.weight, 1 / math.sqrt(2 * d))
+
+    def sample_delay(self, generator: torch.Generator | None = None) -> int:
+        """Draw the long-term delay m of one optimiser step, uniform in [long_delay_min, long_delay_max]."""
+        c = self.config
+        self.train_delay = int(torch.randint(c.long_delay_min, c.long_delay_max + 1, (1,), generator=generator))
+        return self.train_delay
+
+    @property
+    def delay(self) -> int:
+        """m for this forward: the drawn one in training (if drawn), ``long_delay`` otherwise."""
+        return self.train_delay if self.training and self.train_delay is not None else self.config.long_delay
+
+    def embed(self, idx: Tensor, position: int) -> Tensor:
+        return self.wte(idx)
+
+    def forward(self, idx: Tensor, targets: Tensor | None = None, state: object = None) -> tuple[Tensor, Tensor | None]:
+        if state is not None:
+            raise NotImplementedError("streaming a Memory Mosaic v2 is not implemented yet (issue #23)")
+        if idx.dim() != 2 or idx.shape[1] == 0:
+            raise ValueError(f"idx must be (batch, time) token ids with time >= 1, got shape {tuple(idx.shape)}")
+        x = self.wte(idx)
+        for block in self.blocks:
+            x = block(x, self.delay, self.use_long_term)
+        logits = self.lm_head(self.ln_f(x))
+        if self.config.logit_scale != 1.0:
+            logits = logits * self.config.logit_scale
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token: 6 per matmul weight, plus 12·d per pair retrieved in each of the two memories
+        (the short-term one sees at most h - 1 pairs, the long-term one about T/2 - m on average)."""
+        c = self.config
+        T = seq_len or c.block_size
+        n_matmul = self.num_params(non_embedding=True)
+        short = min(c.short_window - 1, T / 2)
+        long = max(T / 2 - c.long_delay, 0)
+        return int(6 * n_matmul + 12 * c.n_layer * c.n_embd * (short + long))
