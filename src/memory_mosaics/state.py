@@ -52,6 +52,12 @@ class PairStore:
         if self._buf is not None:
             self._buf = self._buf.index_select(0, index)
 
+    def drop_first(self, n: int) -> None:
+        """Forget the first n entries (a copy of the rest, so the old buffer is freed)."""
+        if self._buf is not None and n > 0:
+            self._buf = self.data[:, :, n:].clone()
+            self.length = self._buf.shape[2]
+
 
 class ParamCache:
     """Tensors derived from a module's own parameters (per-head constants, a scaled bank), kept from one streamed token
@@ -111,6 +117,35 @@ class PersistentState(LayerState):
 
     leaky: Tensor | None = None
     cache: ParamCache = field(default_factory=ParamCache)
+
+
+@dataclass
+class WindowedState(LayerState):
+    """A v2 contextual memory after tokens 0..t-1: the gated-key state k̄_{t-1} = exp(key_s)·key_u, the stored keys and
+    values (from absolute position ``first``: a short-term memory drops the pairs no later query can see, so its store
+    stays below twice its window), and the pending u_{t-1} that completes v_{t-1}."""
+
+    key_u: Tensor | None = None
+    key_s: Tensor | None = None
+    keys: PairStore = field(default_factory=PairStore)
+    values: PairStore = field(default_factory=PairStore)
+    pending_u: Tensor | None = None
+    first: int = 0
+    cache: ParamCache = field(default_factory=ParamCache)
+
+    @property
+    def seen(self) -> int:
+        """Tokens seen: the absolute position of the next one."""
+        return self.first + self.keys.length
+
+    def drop_before(self, position: int) -> None:
+        """Forget the pairs before absolute ``position`` once they fill half the store (amortised O(1) per token)."""
+        n = position - self.first
+        if n <= 0 or n < self.keys.length // 2 or torch.is_grad_enabled():
+            return
+        self.keys.drop_first(n)
+        self.values.drop_first(n)
+        self.first = position
 
 
 @dataclass

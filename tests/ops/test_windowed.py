@@ -85,3 +85,16 @@ def test_bad_windows_are_refused() -> None:
         windowed_retrieval(k, k, v, b0, b1, a, 0)
     with pytest.raises(ValueError, match="window"):
         windowed_retrieval(k, k, v, b0, b1, a, 2, window=2)
+
+
+@pytest.mark.parametrize("delay, window, start", [(1, 6, 17), (3, None, 17), (2, 5, 3), (1, 4, 0)])
+def test_offsets_continue_a_sequence(delay, window, start) -> None:
+    """A chunk of queries at absolute positions start …, against a store that kept only the pairs its windows reach."""
+    k, v, b0, b1, a = (t.detach() for t in tensors(1, 2, 40, 4, seed=7))
+    full = windowed_retrieval(k, k, v, b0, b1, a, delay, window, block=7)
+    kept = max(0, start - window + 1) if window else 0
+    part = windowed_retrieval(
+        k[:, :, start:], k[:, :, kept:], v[:, :, kept:], b0, b1, a, delay, window, block=5, q_offset=start,
+        k_offset=kept,
+    )  # fmt: skip
+    torch.testing.assert_close(part, full[:, :, start:], rtol=1e-12, atol=1e-12)

@@ -72,6 +72,12 @@ class LanguageModel(nn.Module):
     def embed(self, idx: Tensor, position: int) -> Tensor:
         raise NotImplementedError
 
+    def run_blocks(self, x: Tensor, state: ModelState | None) -> Tensor:
+        """The stack of blocks, each with its layer's state when streaming."""
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if state is None else state.layers[i])
+        return x
+
     def init_state(self) -> ModelState:
         """A fresh streaming state (an empty memory); pass it to ``forward`` to prefill and then step."""
         raise NotImplementedError
@@ -100,9 +106,7 @@ class LanguageModel(nn.Module):
                 f"sequence of {position + idx.shape[1]} tokens is longer than this model's {self.max_context} "
                 "learned positions; use rope, alibi or none positions (or a Memory Mosaic) to go further"
             )
-        x = self.embed(idx, position)
-        for i, block in enumerate(self.blocks):
-            x = block(x, None if state is None else state.layers[i])
+        x = self.run_blocks(self.embed(idx, position), state)
         logits = self.lm_head(self.ln_f(x))
         if self.config.logit_scale != 1.0:
             logits = logits * self.config.logit_scale

@@ -5,14 +5,15 @@ extractor and adaptive bandwidth), one projection W_o of their concatenated head
 (v1's bank as an option); pre-norm residual blocks with RMSNorm, no position encoding. The long-term memory sees pairs
 0 … t-m: training draws m once per optimiser step (``sample_delay``), evaluation uses ``long_delay``.
 
-This file holds the parallel (training) forward. Streaming, the training engine's random delay and the commands come
-in later steps of issue #23.
+Streaming (a ``WindowedState`` per memory: the gated-key state, the stored pairs, the pending value) equals the full
+forward; a short-term memory keeps only the pairs its window can still reach, so its work and memory per token are
+flat in the sequence length.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -22,8 +23,9 @@ from torch import Tensor, nn
 from memory_mosaics.layers.features import ValueExtractor, merge_heads, split_heads
 from memory_mosaics.layers.persistent import PersistentMemory
 from memory_mosaics.models.base import LanguageModel, check_range
-from memory_mosaics.ops.gated import gated_keys
-from memory_mosaics.ops.windowed import windowed_retrieval
+from memory_mosaics.ops.gated import gated_keys, gated_keys_step
+from memory_mosaics.ops.windowed import windowed_retrieval, windowed_retrieval_step
+from memory_mosaics.state import LayerState, ModelState, PersistentState, WindowedState
 
 PERSISTENT_V2 = ("swiglu", "memory")
 MAX_LOG_BANDWIDTH = 10.0  # β0 = exp(min(θ0, 10)), β1 = exp(min(θ1, 10)) (paper, Table 6)
@@ -77,10 +79,19 @@ class GatedKeyExtractor(nn.Module):
         self.W_g = nn.Linear(n_embd, n_head)
         self.W_lambda = nn.Linear(n_embd, n_head)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, state: WindowedState | None = None) -> Tensor:
+        """Keys (B, H, T, hs); with a state, x continues its sequence and the gated-key state is updated."""
         k = split_heads(self.W_phi(x), self.n_head)
         a, b = self.W_g(x).transpose(1, 2), self.W_lambda(x).transpose(1, 2)  # (B, H, T)
-        return gated_keys(k, a, b)[0]
+        carried = None if state is None or state.key_u is None else (state.key_u, state.key_s)
+        if state is not None and x.shape[1] == 1:
+            keys, (u, s) = gated_keys_step(k[:, :, 0], a[:, :, 0], b[:, :, 0], carried)
+            keys = keys.unsqueeze(2)
+        else:
+            keys, (u, s) = gated_keys(k, a, b, carried)
+        if state is not None:
+            state.key_u, state.key_s = u, s
+        return keys
 
 
 class ValueExtractorV2(ValueExtractor):
@@ -117,9 +128,36 @@ class WindowedMemory(nn.Module):
             self.theta_alpha.abs().clamp(max=1.0),
         )
 
-    def forward(self, x: Tensor, delay: int = 1) -> Tensor:
-        k = self.key(x)
-        return windowed_retrieval(k, k, self.value(x), *self.bandwidth_parameters(), delay, self.window)
+    def forward(self, x: Tensor, delay: int = 1, state: WindowedState | None = None) -> Tensor:
+        if state is None:
+            k = self.key(x)
+            return windowed_retrieval(k, k, self.value(x), *self.bandwidth_parameters(), delay, self.window)
+        return self._stream(x, delay, state)
+
+    def _stream(self, x: Tensor, delay: int, state: WindowedState) -> Tensor:
+        """x continues the sequence ``state`` has seen: store the pairs it completes, then retrieve (the step forms
+        for one token). Only the pairs a later query can still see are kept by a short-term memory."""
+        start = state.seen  # absolute position of x[0]
+        k = self.key(x, state)
+        u = self.value.project(x)
+        if state.pending_u is not None:  # x_t completes v_{t-1}
+            u = torch.cat([state.pending_u, u], dim=2)
+        state.values.append(self.value.combine(u[:, :, 1:], u[:, :, :-1], state.cache))
+        state.keys.append(k)
+        state.pending_u = u[:, :, -1:]
+        keys, values = state.keys.data[:, :, : state.values.length], state.values.data
+        params = self.bandwidth_parameters()
+        last = start + x.shape[1] - 1
+        if x.shape[1] == 1:
+            lo = 0 if self.window is None else max(0, last - self.window + 1)
+            hi = max(last - delay + 1, lo)  # pairs lo … hi-1, absolute
+            y = windowed_retrieval_step(k, keys[:, :, lo - state.first : hi - state.first],
+                                        values[:, :, lo - state.first : hi - state.first], *params)  # fmt: skip
+        else:
+            y = windowed_retrieval(k, keys, values, *params, delay, self.window, q_offset=start, k_offset=state.first)
+        if self.window is not None:
+            state.drop_before(max(0, last - self.window + 2))  # the oldest pair the next query can see
+        return y
 
 
 class SwiGLU(nn.Module):
@@ -134,6 +172,13 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.dropout(self.W2(F.silu(self.W1(x)) * self.W3(x)))
+
+
+@dataclass
+class MosaicV2BlockState(LayerState):
+    short_term: WindowedState = field(default_factory=WindowedState)
+    long_term: WindowedState = field(default_factory=WindowedState)
+    persistent: PersistentState = field(default_factory=PersistentState)
 
 
 class MosaicV2Block(nn.Module):
@@ -151,12 +196,16 @@ class MosaicV2Block(nn.Module):
             pmem = c.pmem_size or int(3.5 * c.n_embd)
             self.persistent = PersistentMemory(c.n_embd, c.n_head, pmem, 1, c.bias, c.dropout)
 
-    def forward(self, x: Tensor, delay: int, long_term: bool = True) -> Tensor:
+    def forward(self, x: Tensor, delay: int, long_term: bool = True, state: MosaicV2BlockState | None = None) -> Tensor:
         """``long_term`` False removes the long-term memory (the paper's Table 2 ablation): W_o reads 0 there."""
         h = self.ln_1(x)
-        short = self.short_term(h)
-        long = self.long_term(h, delay) if long_term else torch.zeros_like(short)
+        short = self.short_term(h, 1, None if state is None else state.short_term)
+        long = self.long_term(h, delay, None if state is None else state.long_term)
+        if not long_term:
+            long = torch.zeros_like(long)
         x = x + self.resid_dropout(self.W_o(merge_heads(torch.cat([short, long], dim=-1))))
+        if isinstance(self.persistent, PersistentMemory):  # its key extractor streams a leaky state
+            return x + self.persistent(self.ln_2(x), None if state is None else state.persistent)
         return x + self.persistent(self.ln_2(x))
 
 
@@ -206,21 +255,13 @@ class MemoryMosaicV2(LanguageModel):
     def embed(self, idx: Tensor, position: int) -> Tensor:
         return self.wte(idx)
 
-    def forward(self, idx: Tensor, targets: Tensor | None = None, state: object = None) -> tuple[Tensor, Tensor | None]:
-        if state is not None:
-            raise NotImplementedError("streaming a Memory Mosaic v2 is not implemented yet (issue #23)")
-        if idx.dim() != 2 or idx.shape[1] == 0:
-            raise ValueError(f"idx must be (batch, time) token ids with time >= 1, got shape {tuple(idx.shape)}")
-        x = self.wte(idx)
-        for block in self.blocks:
-            x = block(x, self.delay, self.use_long_term)
-        logits = self.lm_head(self.ln_f(x))
-        if self.config.logit_scale != 1.0:
-            logits = logits * self.config.logit_scale
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
-        return logits, loss
+    def run_blocks(self, x: Tensor, state: ModelState | None) -> Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(x, self.delay, self.use_long_term, None if state is None else state.layers[i])
+        return x
+
+    def init_state(self) -> ModelState:
+        return ModelState([MosaicV2BlockState() for _ in self.blocks], model_type=self.model_type)
 
     def flops_per_token(self, seq_len: int | None = None) -> int:
         """Training FLOPs per token: 6 per matmul weight, plus 12·d per pair retrieved in each of the two memories

@@ -65,38 +65,45 @@ def windowed_retrieval_naive(
     return out
 
 
-def _band(q: Tensor, keys: Tensor, values: Tensor, delay: int, window: int, first: int, block: int) -> Tensor:
-    """Short-term retrieval of queries first … T-1 (already scaled by β), by blocks of ``block`` queries."""
+def _band(
+    q: Tensor, keys: Tensor, values: Tensor, delay: int, window: int, first: int, block: int, q_offset: int,
+    k_offset: int,
+) -> Tensor:  # fmt: skip
+    """Short-term retrieval of local queries first … Tq-1 (already scaled by β), by blocks of ``block`` queries; query j
+    sits at absolute position q_offset + j and key i at k_offset + i."""
     parts = []
-    T = q.shape[2]
-    for t0 in range(first, T, block):
-        t1 = min(t0 + block, T)
-        k0, k1 = max(0, t0 - window + 1), t1 - delay + 1  # the keys this block's band reaches
+    for j0 in range(first, q.shape[2], block):
+        j1 = min(j0 + block, q.shape[2])
+        t0, t1 = q_offset + j0, q_offset + j1  # absolute positions of the block's queries
+        k0, k1 = max(k_offset, t0 - window + 1), t1 - delay  # absolute range [k0, k1) of the keys its band reaches
         t = torch.arange(t0, t1, device=q.device).unsqueeze(-1)
         i = torch.arange(k0, k1, device=q.device).unsqueeze(0)
         mask = (i > t - window) & (i <= t - delay)
-        kv = keys[:, :, k0:k1], values[:, :, k0:k1]
-        parts.append(F.scaled_dot_product_attention(q[:, :, t0:t1], *kv, attn_mask=mask, scale=1.0))
+        kv = keys[:, :, k0 - k_offset : k1 - k_offset], values[:, :, k0 - k_offset : k1 - k_offset]
+        parts.append(F.scaled_dot_product_attention(q[:, :, j0:j1], *kv, attn_mask=mask, scale=1.0))
     return torch.cat(parts, dim=2)
 
 
 def windowed_retrieval(
     query: Tensor, keys: Tensor, values: Tensor, beta0: Tensor, beta1: Tensor, alpha: Tensor, delay: int,
-    window: int | None = None, block: int = 128,
+    window: int | None = None, block: int = 128, q_offset: int = 0, k_offset: int = 0,
 ) -> Tensor:  # fmt: skip
-    """Parallel retrieval of every query of a sequence against the pairs of its window (training and prefill from an
-    empty memory)."""
+    """Parallel retrieval of a chunk of queries against the pairs of their windows (training, and prefill of a
+    streaming state). Query j sits at absolute position q_offset + j; the stored pairs start at absolute position
+    k_offset (a short-term memory drops the pairs no future query can see) and must reach q_offset + Tq - 1 - delay."""
     _check(delay, window)
     B, H, T, _ = query.shape
-    n = visible_pairs(T, delay, window, device=query.device)
+    n = visible_pairs(T, delay, window, q_offset, device=query.device)
     q = query * bandwidth(n, beta0, beta1, alpha).to(query.dtype).view(1, H, T, 1)
     if window is None:
-        return retrieval(q, keys, values, lookahead=delay, scale=1.0)
-    first = min(delay, T)  # the queries before it see no pair
+        if k_offset:
+            raise ValueError("a long-term memory keeps every pair: k_offset must be 0")
+        return retrieval(q, keys, values, lookahead=delay, scale=1.0, q_offset=q_offset)
+    first = min(max(delay - q_offset, 0), T)  # the queries before it see no pair
     out = query.new_zeros(B, H, first, values.shape[-1])
     if first == T:
         return out
-    return torch.cat([out, _band(q, keys, values, delay, window, first, block)], dim=2)
+    return torch.cat([out, _band(q, keys, values, delay, window, first, block, q_offset, k_offset)], dim=2)
 
 
 def windowed_retrieval_step(
