@@ -19,7 +19,7 @@ from memory_mosaics.train.log import read_log
 from .conftest import tiny, train_losses
 
 
-@pytest.mark.parametrize("arch", ["mosaic", "gpt"])
+@pytest.mark.parametrize("arch", ["mosaic", "gpt", "llama"])
 def test_few_steps_decrease_the_loss(dataset: Path, tmp_path: Path, arch: str) -> None:
     result = train(tiny(dataset, tmp_path / arch, arch=arch, max_iters=12, eval_interval=12, dropout=0.0))
     losses = [loss for _, loss in train_losses(result["records"])]

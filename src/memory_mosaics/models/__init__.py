@@ -6,10 +6,11 @@ from typing import Any
 from memory_mosaics.layers.block import PERSISTENT_KINDS
 from memory_mosaics.models.base import INITS, LanguageModel
 from memory_mosaics.models.gpt import GPT, POSITION_ENCODINGS, GPTConfig
+from memory_mosaics.models.llama import Llama, LlamaConfig
 from memory_mosaics.models.mosaic import MemoryMosaic, MosaicConfig
 from memory_mosaics.models.mosaic_v2 import MemoryMosaicV2, MosaicV2Config
 
-MODELS: dict[str, type[LanguageModel]] = {"mosaic": MemoryMosaic, "mosaic2": MemoryMosaicV2, "gpt": GPT}
+MODELS: dict[str, type[LanguageModel]] = {"mosaic": MemoryMosaic, "mosaic2": MemoryMosaicV2, "gpt": GPT, "llama": Llama}
 
 
 def model_config(arch: str, **fields: Any) -> Any:
@@ -41,6 +42,8 @@ __all__ = [
     "POSITION_ENCODINGS",
     "GPTConfig",
     "LanguageModel",
+    "Llama",
+    "LlamaConfig",
     "MemoryMosaic",
     "MemoryMosaicV2",
     "MosaicConfig",

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memory_mosaics.layers.features import ValueExtractor, merge_heads, split_heads
+from memory_mosaics.layers.mlp import SwiGLU
 from memory_mosaics.layers.persistent import PersistentMemory
 from memory_mosaics.models.base import LanguageModel, check_range
 from memory_mosaics.ops.gated import gated_keys, gated_keys_step
@@ -160,18 +160,25 @@ class WindowedMemory(nn.Module):
         return y
 
 
-class SwiGLU(nn.Module):
-    """The v2 persistent memory: W2·(SiLU(W1 x) ⊙ W3 x)."""
+def init_table6(model: LanguageModel) -> None:
+    """The v2 paper's initialisation (its Table 6), also given to the llama baseline: truncated normal (±3σ) with
+    σ = 1/√(2d(l+1)) for every matrix of block l that reads the d-wide stream (W_φ, W_g, W_λ, W_ψ, W_o, W1, W3, and
+    the baseline's attention), 1/√(2d′(l+1)) for W2 (which reads the d′-wide hidden layer), 1/√(2d) for the
+    embedding and the classifier; biases 0."""
+    d = model.config.n_embd
 
-    def __init__(self, n_embd: int, hidden: int, bias: bool = False, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.W1 = nn.Linear(n_embd, hidden, bias=bias)
-        self.W3 = nn.Linear(n_embd, hidden, bias=bias)
-        self.W2 = nn.Linear(hidden, n_embd, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+    def normal(w: Tensor, std: float) -> None:
+        nn.init.trunc_normal_(w, std=std, a=-3 * std, b=3 * std)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.W2(F.silu(self.W1(x)) * self.W3(x)))
+    for layer, block in enumerate(model.blocks):
+        for name, module in block.named_modules():
+            if isinstance(module, nn.Linear):
+                fan = module.in_features if name.endswith("W2") else d
+                normal(module.weight, 1 / math.sqrt(2 * fan * (layer + 1)))
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+    normal(model.wte.weight, 1 / math.sqrt(2 * d))
+    normal(model.lm_head.weight, 1 / math.sqrt(2 * d))
 
 
 @dataclass
@@ -221,25 +228,7 @@ class MemoryMosaicV2(LanguageModel):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # not tied (as the paper's llama)
         self.train_delay: int | None = None  # m of the current optimiser step (``sample_delay``)
         self.use_long_term = True  # False: the Table 2 ablation, the long-term memory removed at inference
-        self._init_weights_v2()
-
-    def _init_weights_v2(self) -> None:
-        """Table 6: truncated normal (±3σ) with σ = 1/√(2d(l+1)) for W_φ, W_g, W_λ, W_ψ, W_o, W1, W3 of block l,
-        1/√(2d′(l+1)) for W2, 1/√(2d) for the embedding and the classifier; biases 0."""
-        d = self.config.n_embd
-
-        def normal(w: Tensor, std: float) -> None:
-            nn.init.trunc_normal_(w, std=std, a=-3 * std, b=3 * std)
-
-        for layer, block in enumerate(self.blocks):
-            for name, module in block.named_modules():
-                if isinstance(module, nn.Linear):
-                    fan = module.in_features if name.endswith("W2") else d
-                    normal(module.weight, 1 / math.sqrt(2 * fan * (layer + 1)))
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
-        normal(self.wte.weight, 1 / math.sqrt(2 * d))
-        normal(self.lm_head.weight, 1 / math.sqrt(2 * d))
+        init_table6(self)
 
     def sample_delay(self, generator: torch.Generator | None = None) -> int:
         """Draw the long-term delay m of one optimiser step, uniform in [long_delay_min, long_delay_max]."""
