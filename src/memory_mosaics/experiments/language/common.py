@@ -28,7 +28,7 @@ class Checkpoint:
 
     @property
     def kind(self) -> str:
-        """``mosaic``, ``gpt-learned``, ``gpt-rope``, ``gpt-alibi`` or ``gpt-none``."""
+        """``mosaic``, ``mosaic2``, ``llama``, ``gpt-learned``, ``gpt-rope``, ``gpt-alibi`` or ``gpt-none``."""
         return self.model.model_type if self.model.model_type != "gpt" else f"gpt-{self.model.config.pos}"
 
     @property
@@ -51,8 +51,9 @@ class Checkpoint:
 
 def default_label(model: LanguageModel) -> str:
     c = model.config
-    if model.model_type == "mosaic":
-        return f"Memory Mosaic {c.n_layer}L"
+    if model.model_type in ("mosaic", "mosaic2", "llama"):
+        name = {"mosaic": "Memory Mosaic", "mosaic2": "Memory Mosaic v2", "llama": "llama"}[model.model_type]
+        return f"{name} {c.n_layer}L"
     pos = {"learned": "", "rope": "-RoPE", "alibi": "-ALiBi", "none": "-NoPE"}.get(c.pos, f"-{c.pos}")
     return f"GPT{pos} {c.n_layer}L"
 
@@ -188,7 +189,14 @@ def panel_grid(n: int, width: float = 4.5, height: float = 3.5, max_cols: int = 
     return fig, flat[:n]
 
 
-ARCH_COLOURS = {"mosaic": "tab:red", "gpt-learned": "tab:blue", "gpt-rope": "tab:green", "gpt-alibi": "tab:purple"}
+ARCH_COLOURS = {
+    "mosaic": "tab:red",
+    "mosaic2": "tab:orange",
+    "llama": "tab:olive",
+    "gpt-learned": "tab:blue",
+    "gpt-rope": "tab:green",
+    "gpt-alibi": "tab:purple",
+}
 
 
 def colour(kind: str) -> str:
