@@ -1,4 +1,5 @@
-"""Training throughput: a Memory Mosaic against the GPT baseline of (nearly) equal parameter count, in one run.
+"""Training throughput: a Memory Mosaic against its baseline, in one run (by default v1 against the GPT of (nearly)
+equal parameter count; ``--pair mosaic2 llama`` compares Memory Mosaic v2 with its llama baseline of the same shape).
 
 Speed: both models live in one process and take training steps in turn (Mosaic, GPT, Mosaic, ...), so a drift of a
 shared machine hits both alike; tokens/s is the median over the timed steps, and the ratio is the median over pairs of
@@ -12,6 +13,7 @@ the allocator as a user has it. Prints JSON.
 
     python benchmarks/throughput.py                          # CPU, fp32, contexts 512 and 2048
     python benchmarks/throughput.py --device cuda --dtype bfloat16 --compile
+    python benchmarks/throughput.py --pair mosaic2 llama      # v2 (h 256, m 64) against llama, same shape
 """
 
 from __future__ import annotations
@@ -30,20 +32,24 @@ from collections.abc import Callable
 import torch
 
 from memory_mosaics.cli.types import device_name, positive
-from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
+from memory_mosaics.models import MODELS, build_model, model_config
 from memory_mosaics.ops import kernels
 
-KINDS = ("mosaic", "gpt")
+
+def fields(args: argparse.Namespace, context: int) -> dict[str, object]:
+    """The shape every architecture of the run shares, and each one's own options (the others ignore them)."""
+    return dict(
+        vocab_size=args.vocab, block_size=context, n_layer=args.layers, n_head=args.heads, n_embd=args.d,
+        pos=args.gpt_pos, short_window=args.short_window, long_delay=args.long_delay,
+    )  # fmt: skip
 
 
-def build_config(kind: str, args: argparse.Namespace, context: int) -> MosaicConfig | GPTConfig:
-    shape = dict(vocab_size=args.vocab, block_size=context, n_layer=args.layers, n_head=args.heads, n_embd=args.d)
-    return MosaicConfig(**shape) if kind == "mosaic" else GPTConfig(**shape, pos=args.gpt_pos)
+def build_config(kind: str, args: argparse.Namespace, context: int) -> object:
+    return model_config(kind, **fields(args, context))
 
 
 def build(kind: str, args: argparse.Namespace, context: int) -> torch.nn.Module:
-    config = build_config(kind, args, context)
-    return MemoryMosaic(config) if kind == "mosaic" else GPT(config)
+    return build_model(kind, **fields(args, context))
 
 
 def rss_mib() -> float:
@@ -77,9 +83,9 @@ def trainer(kind: str, args: argparse.Namespace, context: int) -> tuple[torch.nn
 
 
 def measure_speed(args: argparse.Namespace, context: int, queue: mp.Queue) -> None:
-    steps = {kind: trainer(kind, args, context)[1] for kind in KINDS}
+    steps = {kind: trainer(kind, args, context)[1] for kind in args.pair}
     if args.compare_eager:  # a third model, the same Mosaic with its CPU kernels off, taking its steps in turn too
-        steps["mosaic_eager"] = kernels.disabled()(trainer("mosaic", args, context)[1])
+        steps[f"{args.pair[0]}_eager"] = kernels.disabled()(trainer(args.pair[0], args, context)[1])
     times: dict[str, list[float]] = {kind: [] for kind in steps}
     for i in range(args.warmup + args.steps):
         for kind, step in steps.items():
@@ -150,7 +156,13 @@ def main() -> None:
     p.add_argument("--d", type=int, default=256)
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--vocab", type=int, default=4096)
+    p.add_argument(
+        "--pair", nargs=2, default=["mosaic", "gpt"], choices=sorted(MODELS), metavar=("OURS", "BASELINE"),
+        help="the two architectures (default: mosaic gpt; mosaic2 llama for v2)",
+    )  # fmt: skip
     p.add_argument("--gpt-pos", default="learned", help="position encoding of the GPT baseline")
+    p.add_argument("--short-window", type=positive, default=256, help="Memory Mosaic v2: h")
+    p.add_argument("--long-delay", type=positive, default=64, help="Memory Mosaic v2: m")
     p.add_argument(
         "--steps", type=positive, default=8, help="timed training steps per model and repeat (taken in turn)"
     )
@@ -169,7 +181,8 @@ def main() -> None:
     args = p.parse_args()
     for context in args.contexts:  # refuse an impossible shape here, not in a child process
         try:
-            build_config("mosaic", args, context), build_config("gpt", args, context)
+            for kind in args.pair:
+                build_config(kind, args, context)
         except ValueError as e:
             p.error(f"context {context}: {e}")
     report = {
@@ -186,24 +199,24 @@ def main() -> None:
     for context in args.contexts:
         runs = [run_isolated(measure_speed, args, context) for _ in range(args.repeats)]
         result: dict[str, object] = {}
-        for kind in KINDS:
+        ours, base = args.pair
+        for kind in args.pair:
             pooled = [tps for run in runs for tps in run[kind]]
             result[kind] = {
                 "tokens_per_s": statistics.median(pooled),
                 "step_ms_median": 1000 * args.batch * context / statistics.median(pooled),
                 **run_isolated(measure_memory, kind, args, context, env=memory_env),
             }
-        mm, gpt = result["mosaic"], result["gpt"]
-        paired = [m / g for run in runs for m, g in zip(run["mosaic"], run["gpt"], strict=True)]
-        result["mosaic_over_gpt_tokens_per_s"] = statistics.median(paired)
-        result["ratio_per_repeat"] = [statistics.median(run["mosaic"]) / statistics.median(run["gpt"]) for run in runs]
+        paired = [m / g for run in runs for m, g in zip(run[ours], run[base], strict=True)]
+        result[f"{ours}_over_{base}_tokens_per_s"] = statistics.median(paired)
+        result["ratio_per_repeat"] = [statistics.median(run[ours]) / statistics.median(run[base]) for run in runs]
         if args.compare_eager:
-            eager = [e / g for run in runs for e, g in zip(run["mosaic_eager"], run["gpt"], strict=True)]
-            result["mosaic_eager"] = {
-                "tokens_per_s": statistics.median(tps for run in runs for tps in run["mosaic_eager"])
+            eager = [e / g for run in runs for e, g in zip(run[f"{ours}_eager"], run[base], strict=True)]
+            result[f"{ours}_eager"] = {
+                "tokens_per_s": statistics.median(tps for run in runs for tps in run[f"{ours}_eager"])
             }
-            result["mosaic_eager_over_gpt_tokens_per_s"] = statistics.median(eager)
-        result["mosaic_over_gpt_peak_memory"] = mm["peak_mib"] / gpt["peak_mib"]
+            result[f"{ours}_eager_over_{base}_tokens_per_s"] = statistics.median(eager)
+        result[f"{ours}_over_{base}_peak_memory"] = result[ours]["peak_mib"] / result[base]["peak_mib"]
         report["results"][str(context)] = result
         print(json.dumps({"context": context, **result}), flush=True)
     print(json.dumps(report, indent=2))

@@ -28,6 +28,11 @@ def run(script: str, *args: str) -> dict:
         ("throughput.py", THROUGHPUT, "results"),
         ("throughput.py", [*THROUGHPUT, "--compare-eager"], "mosaic_eager_over_gpt_tokens_per_s"),
         (
+            "throughput.py",
+            [*THROUGHPUT, "--pair", "mosaic2", "llama", "--short-window", "8", "--long-delay", "4"],
+            "mosaic2_over_llama_tokens_per_s",
+        ),
+        (
             "streaming.py",
             [*TINY, "--new-tokens", "4", "--prompt", "4", "--layers", "1", "--vocab", "64", "--repeats", "2"],
             "results",
