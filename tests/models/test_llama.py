@@ -49,3 +49,51 @@ def test_trains_and_round_trips(tmp_path) -> None:
 def test_odd_head_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="even head size"):
         LlamaConfig(**{**TINY, "n_embd": 18, "n_head": 2})
+
+
+SPLIT = dict(TINY, split=True, short_window=4, long_delay=8, long_delay_min=5, long_delay_max=9)
+
+
+def test_split_attention_sees_its_two_windows_only() -> None:
+    """One block: a token at position 10 reaches positions 10-13 (short window 4) and 18 on (delay 8), not 14-17."""
+    torch.manual_seed(2)
+    model = Llama(LlamaConfig(**{**SPLIT, "n_layer": 1})).eval()
+    idx = torch.randint(0, 41, (1, 30))
+    changed = idx.clone()
+    changed[0, 10] = (changed[0, 10] + 1) % 41
+    with torch.no_grad():
+        diff = (model(idx)[0] - model(changed)[0]).abs().amax(-1)[0]
+    moved = [t for t in range(30) if diff[t] > 0]
+    assert moved == [10, 11, 12, 13, *range(18, 30)]
+
+
+@pytest.mark.parametrize("chunks", [[40], [1] * 40, [7, 1, 1, 31]])
+def test_split_attention_streams_like_one_forward(chunks: list[int]) -> None:
+    torch.manual_seed(3)
+    model = Llama(LlamaConfig(**SPLIT)).eval()
+    idx = torch.randint(0, 41, (2, 40))
+    with torch.no_grad():
+        full, _ = model(idx)
+        state, parts, t = model.init_state(), [], 0
+        for n in chunks:
+            parts.append(model(idx[:, t : t + n], state=state)[0])
+            t += n
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-4, atol=1e-5)
+
+
+def test_split_attention_trains_with_a_delay_per_step() -> None:
+    torch.manual_seed(4)
+    model = Llama(LlamaConfig(**SPLIT))
+    opt = model.configure_optimizers(0.1, 3e-3)
+    idx = torch.randint(0, 41, (4, 25))
+    losses = []
+    for step in range(15):
+        model.sample_delay(torch.Generator().manual_seed(step))
+        assert 5 <= model.delay <= 9
+        _, loss = model(idx[:, :-1], idx[:, 1:])
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert losses[-1] < losses[0] - 0.5
+    assert model.eval().delay == 8

@@ -34,8 +34,8 @@ def test_visible_pairs_and_bandwidth() -> None:
 
 @pytest.mark.parametrize(
     "T, delay, window, block",
-    [(1, 1, 2, 4), (9, 1, 4, 4), (40, 1, 8, 5), (70, 1, 16, 128), (33, 2, 5, 8), (9, 1, None, 0), (50, 7, None, 0),
-     (5, 9, None, 0)],
+    [(1, 1, 2, 4), (9, 1, 4, 4), (12, 0, 4, 5), (12, 0, None, 0), (40, 1, 8, 5), (70, 1, 16, 128), (33, 2, 5, 8),
+     (9, 1, None, 0), (50, 7, None, 0), (5, 9, None, 0)],
 )  # fmt: skip
 def test_parallel_equals_explicit_softmaxes(T, delay, window, block, assert_same_outputs_and_gradients) -> None:
     k, v, b0, b1, a = tensors(2, 3, T, 4)
@@ -82,7 +82,7 @@ def test_fp32_and_long_sequences() -> None:
 def test_bad_windows_are_refused() -> None:
     k, v, b0, b1, a = tensors(1, 1, 4, 2)
     with pytest.raises(ValueError, match="delay"):
-        windowed_retrieval(k, k, v, b0, b1, a, 0)
+        windowed_retrieval(k, k, v, b0, b1, a, -1)
     with pytest.raises(ValueError, match="window"):
         windowed_retrieval(k, k, v, b0, b1, a, 2, window=2)
 

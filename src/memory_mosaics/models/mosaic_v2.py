@@ -216,19 +216,13 @@ class MosaicV2Block(nn.Module):
         return x + self.persistent(self.ln_2(x))
 
 
-class MemoryMosaicV2(LanguageModel):
-    model_type: ClassVar[str] = "mosaic2"
-    config_class: ClassVar[type] = MosaicV2Config
+class LongTermDelay:
+    """The long-term delay m of a model whose config has long_delay (m at inference) and long_delay_min/max: drawn once
+    per optimiser step in training (``sample_delay``, which the training engine calls), fixed otherwise."""
 
-    def __init__(self, config: MosaicV2Config) -> None:
-        super().__init__(config)
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.blocks = nn.ModuleList(MosaicV2Block(config) for _ in range(config.n_layer))
-        self.ln_f = nn.RMSNorm(config.n_embd)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # not tied (as the paper's llama)
-        self.train_delay: int | None = None  # m of the current optimiser step (``sample_delay``)
-        self.use_long_term = True  # False: the Table 2 ablation, the long-term memory removed at inference
-        init_table6(self)
+    config: MosaicV2Config
+    training: bool
+    train_delay: int | None = None  # m of the current optimiser step
 
     def sample_delay(self, generator: torch.Generator | None = None) -> int:
         """Draw the long-term delay m of one optimiser step, uniform in [long_delay_min, long_delay_max]."""
@@ -240,6 +234,20 @@ class MemoryMosaicV2(LanguageModel):
     def delay(self) -> int:
         """m for this forward: the drawn one in training (if drawn), ``long_delay`` otherwise."""
         return self.train_delay if self.training and self.train_delay is not None else self.config.long_delay
+
+
+class MemoryMosaicV2(LongTermDelay, LanguageModel):
+    model_type: ClassVar[str] = "mosaic2"
+    config_class: ClassVar[type] = MosaicV2Config
+
+    def __init__(self, config: MosaicV2Config) -> None:
+        super().__init__(config)
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.blocks = nn.ModuleList(MosaicV2Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.RMSNorm(config.n_embd)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # not tied (as the paper's llama)
+        self.use_long_term = True  # False: the Table 2 ablation, the long-term memory removed at inference
+        init_table6(self)
 
     def embed(self, idx: Tensor, position: int) -> Tensor:
         return self.wte(idx)

@@ -2,7 +2,8 @@
 
 The query at position t sees the pairs i with t - window < i ≤ t - delay:
   * short-term memory: window h, delay 1 (pairs t-h+1 … t-1);
-  * long-term memory: no window, delay m (pairs 0 … t-m).
+  * long-term memory: no window, delay m (pairs 0 … t-m);
+  * the split-attention transformer of the v2 paper's Figure 5: delay 0 for its short-window heads (t-h+1 … t).
 Its bandwidth grows with the number n_t of pairs it sees, β(n) = β1·n^α + β0 per head, and since n_t depends only on
 t and the window, β(n_t) is folded into the query row (q_t·β(n_t), dot-product scale 1). A query that sees no pair
 returns 0.
@@ -39,8 +40,8 @@ def bandwidth(n: Tensor, beta0: Tensor, beta1: Tensor, alpha: Tensor) -> Tensor:
 
 
 def _check(delay: int, window: int | None) -> None:
-    if delay < 1:
-        raise ValueError(f"delay must be >= 1 (values peek one step ahead), got {delay}")
+    if delay < 0:
+        raise ValueError(f"delay must be >= 0 (>= 1 for values that peek one step ahead), got {delay}")
     if window is not None and window <= delay:
         raise ValueError(f"window ({window}) must exceed delay ({delay}), or the memory is always empty")
 

@@ -53,7 +53,8 @@ class TrainConfig:
     long_delay: int = _opt(64, "Memory Mosaic v2: the long-term memory sees pairs 0 ... t-m; m at evaluation")
     long_delay_min: int = _opt(64, "Memory Mosaic v2: training draws m per optimiser step from [min, max]")
     long_delay_max: int = _opt(256, "Memory Mosaic v2: see --long-delay-min")
-    ffn_hidden: int = _opt(0, "Memory Mosaic v2: hidden width of the SwiGLU persistent memory (0 = 3 x n_embd)")
+    ffn_hidden: int = _opt(0, "Memory Mosaic v2 and llama: hidden width of the SwiGLU (0 = 3 x n_embd)")
+    split: bool = _opt(False, "llama: short-window heads beside long-range heads (the v2 paper's Figure 5 ablation)")
     pos: str = _opt("learned", "GPT: position encoding", choices=POSITION_ENCODINGS)
     init: str = _opt(
         "gpt2",
@@ -168,6 +169,7 @@ class TrainConfig:
             long_delay_min=self.long_delay_min,
             long_delay_max=self.long_delay_max,
             ffn_hidden=self.ffn_hidden or None,
+            split=self.split,
         )
 
     def to_dict(self) -> dict[str, Any]:
