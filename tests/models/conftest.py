@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
 
@@ -21,3 +22,27 @@ def model(request):
 def tiny():
     """The tiny shape every model test uses."""
     return dict(TINY)
+
+
+def fit(model, idx, steps: int = 15, each_step=None) -> list[float]:
+    """A few AdamW steps of next-token training on ``idx``; ``each_step(step)`` runs before each. The losses."""
+    opt = model.configure_optimizers(0.1, 3e-3)
+    losses = []
+    for step in range(steps):
+        if each_step is not None:
+            each_step(step)
+        _, loss = model(idx[:, :-1], idx[:, 1:])
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return losses
+
+
+def stream(model, idx, chunks: list[int]):
+    """Logits of ``idx`` read through a fresh streaming state in chunks of the given lengths, and the state."""
+    state, parts, t = model.init_state(), [], 0
+    for n in chunks:
+        parts.append(model(idx[:, t : t + n], state=state)[0])
+        t += n
+    return torch.cat(parts, dim=1), state

@@ -7,6 +7,8 @@ from memory_mosaics import load_pretrained
 from memory_mosaics.generate import generate
 from memory_mosaics.models import Llama, LlamaConfig, build_model
 
+from .conftest import fit, stream
+
 TINY = dict(vocab_size=41, block_size=32, n_layer=2, n_head=2, n_embd=16)
 
 
@@ -30,15 +32,8 @@ def test_trains_and_round_trips(tmp_path) -> None:
     torch.manual_seed(1)
     model = build_model("llama", **TINY, ffn_hidden=40, pos="learned", init="gpt2")  # other archs' fields: dropped
     assert model.blocks[0].mlp.W1.out_features == 40 and model.lm_head.weight is not model.wte.weight
-    opt = model.configure_optimizers(0.1, 3e-3)
     idx = torch.randint(0, 41, (4, 25))
-    losses = []
-    for _ in range(15):
-        _, loss = model(idx[:, :-1], idx[:, 1:])
-        losses.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    losses = fit(model, idx)
     assert losses[-1] < losses[0] - 0.5
     model.save_pretrained(tmp_path / "ck")
     loaded = load_pretrained(tmp_path / "ck")
@@ -74,26 +69,20 @@ def test_split_attention_streams_like_one_forward(chunks: list[int]) -> None:
     idx = torch.randint(0, 41, (2, 40))
     with torch.no_grad():
         full, _ = model(idx)
-        state, parts, t = model.init_state(), [], 0
-        for n in chunks:
-            parts.append(model(idx[:, t : t + n], state=state)[0])
-            t += n
-    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-4, atol=1e-5)
+        streamed, _ = stream(model, idx, chunks)
+    torch.testing.assert_close(streamed, full, rtol=1e-4, atol=1e-5)
 
 
 def test_split_attention_trains_with_a_delay_per_step() -> None:
     torch.manual_seed(4)
     model = Llama(LlamaConfig(**SPLIT))
-    opt = model.configure_optimizers(0.1, 3e-3)
-    idx = torch.randint(0, 41, (4, 25))
-    losses = []
-    for step in range(15):
+    delays = []
+
+    def draw(step: int) -> None:
         model.sample_delay(torch.Generator().manual_seed(step))
-        assert 5 <= model.delay <= 9
-        _, loss = model(idx[:, :-1], idx[:, 1:])
-        losses.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        delays.append(model.delay)
+
+    losses = fit(model, torch.randint(0, 41, (4, 25)), each_step=draw)
     assert losses[-1] < losses[0] - 0.5
+    assert all(5 <= m <= 9 for m in delays) and len(set(delays)) > 1
     assert model.eval().delay == 8

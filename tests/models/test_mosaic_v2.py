@@ -11,6 +11,8 @@ from memory_mosaics.layers.contextual import ContextualMemory
 from memory_mosaics.models.mosaic_v2 import MemoryMosaicV2, MosaicV2Config, WindowedMemory
 from memory_mosaics.ops.retrieval import retrieval
 
+from .conftest import fit, stream
+
 TINY = dict(vocab_size=53, block_size=64, n_layer=2, n_head=2, n_embd=16, short_window=8, long_delay=4,
             long_delay_min=2, long_delay_max=8)  # fmt: skip
 
@@ -85,17 +87,9 @@ def test_removing_the_long_term_memory_at_inference() -> None:
 def test_trains_and_round_trips_through_a_checkpoint(tmp_path, persistent: str) -> None:
     torch.manual_seed(3)
     model = MemoryMosaicV2(MosaicV2Config(**TINY, persistent=persistent))
-    opt = model.configure_optimizers(0.1, 3e-3)
     idx = torch.randint(0, 53, (4, 33))
-    first = None
-    for _ in range(15):
-        model.sample_delay()
-        _, loss = model(idx[:, :-1], idx[:, 1:])
-        first = first or loss.item()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < first - 0.5
+    losses = fit(model, idx, each_step=lambda _: model.sample_delay())
+    assert losses[-1] < losses[0] - 0.5
     model.save_pretrained(tmp_path / "ck")
     loaded = load_model(tmp_path / "ck", MemoryMosaicV2)
     assert loaded.config == model.config
@@ -147,11 +141,8 @@ def test_streaming_equals_one_forward(persistent: str, chunks: list[int]) -> Non
     idx = torch.randint(0, 53, (2, sum(chunks)))
     with torch.no_grad():
         full, _ = model(idx)
-        state, parts, t = model.init_state(), [], 0
-        for n in chunks:
-            parts.append(model(idx[:, t : t + n], state=state)[0])
-            t += n
-    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-4, atol=1e-5)
+        streamed, state = stream(model, idx, chunks)
+    torch.testing.assert_close(streamed, full, rtol=1e-4, atol=1e-5)
     short = state.layers[0].short_term
     assert short.keys.length <= 2 * TINY["short_window"] and short.first > 0  # bounded: old pairs dropped
     assert state.layers[0].long_term.first == 0  # the long-term memory keeps every pair
