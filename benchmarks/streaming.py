@@ -1,10 +1,11 @@
 """Streaming generation: tokens/s for N new tokens with the memory state (prefill once, then one token at a time)
 against re-running the full forward over the whole sequence for every new token (what the authors' code does).
-Both the Memory Mosaic and the GPT baseline (with its KV cache) are measured in the same run, taking turns for the
-streamed generations (median of ``--repeats``), with the aten operations one streamed token dispatches (at batch 1 on a
-CPU, dispatch costs about as much as compute). Prints JSON.
+A Memory Mosaic and its baseline (with its KV cache) are measured in the same run, taking turns for the streamed
+generations (median of ``--repeats``), with the aten operations one streamed token dispatches (at batch 1 on a CPU,
+dispatch costs about as much as compute). Prints JSON.
 
     python benchmarks/streaming.py --new-tokens 512
+    python benchmarks/streaming.py --new-tokens 512 --pair mosaic2 llama    # v2 against its llama baseline
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from memory_mosaics.cli.types import device_name, positive
 from memory_mosaics.generate import generate
-from memory_mosaics.models import GPT, GPTConfig, LanguageModel, MemoryMosaic, MosaicConfig
+from memory_mosaics.models import MODELS, LanguageModel, build_model
 
 
 @torch.no_grad()
@@ -75,12 +76,19 @@ def main() -> None:
     p.add_argument("--device", default="cpu", type=device_name)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--repeats", type=positive, default=5, help="streamed generations per model (median; taken in turn)")
+    p.add_argument(
+        "--pair", nargs=2, default=["mosaic", "gpt"], choices=sorted(MODELS), metavar=("OURS", "BASELINE"),
+        help="the two architectures (default: mosaic gpt; mosaic2 llama for v2)",
+    )  # fmt: skip
+    p.add_argument("--short-window", type=positive, default=256, help="Memory Mosaic v2: h")
+    p.add_argument("--long-delay", type=positive, default=64, help="Memory Mosaic v2: m")
     args = p.parse_args()
     torch.manual_seed(0)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     total = args.prompt + args.new_tokens
     shape = dict(vocab_size=args.vocab, block_size=total, n_layer=args.layers, n_head=args.heads, n_embd=args.d)
-    models = {"mosaic": MemoryMosaic(MosaicConfig(**shape)), "gpt": GPT(GPTConfig(**shape))}
+    v2 = dict(short_window=args.short_window, long_delay=args.long_delay)  # the others ignore them
+    models = {name: build_model(name, **shape, **v2) for name in args.pair}
     prompt = torch.randint(0, args.vocab, (args.batch, args.prompt), device=device)
     report = {
         "benchmark": "streaming generation",
@@ -113,8 +121,10 @@ def main() -> None:
             "same_tokens": bool(torch.equal(out_stream[name], out_full)) if dtype == torch.float32 else None,
         }
         print(json.dumps({name: report["results"][name]}), flush=True)
-    mm, gpt = report["results"]["mosaic"], report["results"]["gpt"]
-    report["mosaic_over_gpt_stream_tokens_per_s"] = mm["stream_tokens_per_s"] / gpt["stream_tokens_per_s"]
+    ours, base = (report["results"][name] for name in args.pair)
+    report[f"{args.pair[0]}_over_{args.pair[1]}_stream_tokens_per_s"] = (
+        ours["stream_tokens_per_s"] / base["stream_tokens_per_s"]
+    )
     print(json.dumps(report, indent=2))
 
 
