@@ -38,7 +38,10 @@ def test_trains_and_round_trips(tmp_path) -> None:
     model.save_pretrained(tmp_path / "ck")
     loaded = load_pretrained(tmp_path / "ck")
     assert isinstance(loaded, Llama) and loaded.config == model.config
-    torch.testing.assert_close(loaded.eval()(idx)[0], model.eval()(idx)[0], rtol=0, atol=0)
+    a, b = loaded.state_dict(), model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the same weights; MKL's sgemm may round the last bit differently for copies at other memory alignments
+    torch.testing.assert_close(loaded.eval()(idx)[0], model.eval()(idx)[0], rtol=1e-5, atol=1e-6)
 
 
 def test_odd_head_sizes_are_refused() -> None:
