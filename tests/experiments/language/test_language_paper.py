@@ -194,3 +194,14 @@ def test_crossings_and_peak_measures() -> None:
     assert crossings(gpt + 10, gpt)["below_from"] is None
     w = np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.15, 0.4, 0.0])  # the last position not stored (look-ahead)
     assert peak_width(w) == 1 and peak_extent(w) == 2
+
+
+def test_attention_figures_refuse_v2_and_llama_by_name(tmp_path, capsys) -> None:
+    from memory_mosaics.cli import main
+    from memory_mosaics.models import MemoryMosaicV2, MosaicV2Config
+
+    MemoryMosaicV2(MosaicV2Config(vocab_size=40, n_layer=1, n_head=2, n_embd=8)).save_pretrained(tmp_path / "v2")
+    (tmp_path / "t.txt").write_text("hello")
+    assert main(["paper", "attention", str(tmp_path / "v2"), "--text", str(tmp_path / "t.txt"),
+                 "--out", str(tmp_path / "out")]) == 2  # fmt: skip
+    assert "v1 Memory Mosaics and GPTs; not" in capsys.readouterr().err
