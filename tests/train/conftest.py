@@ -75,11 +75,5 @@ def train_losses(records: list[dict]) -> list[tuple[int, float]]:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(one_thread):
     """Tiny models: one thread is fastest, and far faster than two on a shared machine (no OpenMP barriers)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     from memory_mosaics import checkpoints as ckpt_io
-    from memory_mosaics.data.shards import TokenShard, default_val_split
+    from memory_mosaics.data.shards import TokenShard, default_val_split, read_meta
     from memory_mosaics.data.sources import encode_text
     from memory_mosaics.evaluate import window_loss
 
@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 ckpt,
                 model,
                 ckpt_meta,
-                json.loads((Path(args.tokenizer) / "meta.json").read_text()),
+                read_meta(args.tokenizer),
                 f"{args.tokenizer}/meta.json",
             )
         tokens, source = encode_text(path, tokenizer), str(path)

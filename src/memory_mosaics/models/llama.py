@@ -73,7 +73,9 @@ class SplitAttention(nn.Module):
         self.c_proj = nn.Linear(2 * c.n_embd, c.n_embd, bias=c.bias)
         self.resid_dropout = nn.Dropout(c.dropout)
         hs = c.n_embd // c.n_head
-        self.register_buffer("scale", torch.full((c.n_head,), hs**-0.5), persistent=False)  # β(n) = β0: fixed
+        # the bandwidth β(n) = β1·n^α + β0 of the windowed retrieval, fixed at 1/√hs: β0 = 1/√hs, β1 = α = 0
+        self.register_buffer("beta0", torch.full((c.n_head,), hs**-0.5), persistent=False)
+        self.register_buffer("beta1", torch.zeros(c.n_head), persistent=False)
 
     def group(self, qkv: nn.Linear, x: Tensor, window: int | None, delay: int, state: AttentionState | None) -> Tensor:
         q, k, v = (split_heads(t, self.n_head) for t in qkv(x).split(x.shape[-1], dim=2))
@@ -83,7 +85,7 @@ class SplitAttention(nn.Module):
             state.keys.append(k)
             state.values.append(v)
             k, v = state.keys.data, state.values.data
-        fixed = (self.scale, torch.zeros_like(self.scale), torch.zeros_like(self.scale))  # β0 = 1/√hs, β1 = α = 0
+        fixed = (self.beta0, self.beta1, self.beta1)
         if state is not None and x.shape[1] == 1:
             lo = 0 if window is None else max(0, offset - window + 1)
             hi = max(offset - delay + 1, lo)

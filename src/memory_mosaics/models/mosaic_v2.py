@@ -146,7 +146,7 @@ class WindowedMemory(nn.Module):
         state.keys.append(k)
         state.pending_u = u[:, :, -1:]
         keys, values = state.keys.data[:, :, : state.values.length], state.values.data
-        params = self.bandwidth_parameters()
+        params = state.cache.get(self, x.dtype, self.bandwidth_parameters)  # per token: derived once while streaming
         last = start + x.shape[1] - 1
         if x.shape[1] == 1:
             lo = 0 if self.window is None else max(0, last - self.window + 1)
@@ -207,9 +207,12 @@ class MosaicV2Block(nn.Module):
         """``long_term`` False removes the long-term memory (the paper's Table 2 ablation): W_o reads 0 there."""
         h = self.ln_1(x)
         short = self.short_term(h, 1, None if state is None else state.short_term)
-        long = self.long_term(h, delay, None if state is None else state.long_term)
-        if not long_term:
-            long = torch.zeros_like(long)
+        # switched off, the long-term memory is not run at all (a state streamed so keeps an empty long-term memory)
+        long = (
+            self.long_term(h, delay, None if state is None else state.long_term)
+            if long_term
+            else torch.zeros_like(short)
+        )
         x = x + self.resid_dropout(self.W_o(merge_heads(torch.cat([short, long], dim=-1))))
         if isinstance(self.persistent, PersistentMemory):  # its key extractor streams a leaky state
             return x + self.persistent(self.ln_2(x), None if state is None else state.persistent)
