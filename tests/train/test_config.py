@@ -11,6 +11,19 @@ def test_init_and_logit_scale_reach_the_model_config() -> None:
         assert cfg.init == "library" and cfg.logit_scale == 0.25
 
 
+def test_bias_defaults_to_the_architectures_own() -> None:
+    """v1 and GPT-2 have biases, v2 and llama none (as their papers); --bias / --no-bias overrides either."""
+    small = dict(n_layer=1, n_head=2, n_embd=16)
+    assert {a: TrainConfig(arch=a, **small).model_config(50).bias for a in ("mosaic", "gpt", "mosaic2", "llama")} == {
+        "mosaic": True,
+        "gpt": True,
+        "mosaic2": False,
+        "llama": False,
+    }
+    assert TrainConfig(arch="llama", bias=True, **small).model_config(50).bias
+    assert not TrainConfig(arch="mosaic", bias=False, **small).model_config(50).bias
+
+
 @pytest.mark.parametrize(
     "field, value, message",
     [

@@ -23,10 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        kw: dict[str, Any] = {"default": f.default, "help": f"{f.metadata['help']} (default: {f.default})"}
+        shown = "" if f.default in (None, "") else f" (default: {f.default})"  # else the help says what it means
+        kw: dict[str, Any] = {"default": f.default, "help": f.metadata["help"] + shown}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
-        if f.type in ("bool", bool):
+        if f.type in ("bool", bool, "bool | None"):
             kw["action"] = argparse.BooleanOptionalAction
         else:
             kw["type"] = {"int": int, "float": float, "str": str}[f.type]

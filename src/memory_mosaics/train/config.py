@@ -41,13 +41,15 @@ class TrainConfig:
     n_embd: int = _opt(768, "embedding dimension")
     block_size: int = _opt(512, "training context (tokens per sequence)")
     dropout: float = _opt(0.0, "dropout (attention scores, head outputs, FFN / persistent memory output)")
-    bias: bool = _opt(True, "biases in Linear layers and LayerNorms")
+    bias: bool | None = _opt(
+        None, "biases in Linear layers and norms (default: the architecture's: on for mosaic, gpt; off for v2, llama)"
+    )
     pmem_size: int = _opt(0, "Memory Mosaic: slots per persistent memory (0 = 3.5 x n_embd, GPT-2 weight count)")
     pmem_count: int = _opt(1, "Memory Mosaic: persistent memory banks averaged per unit")
     persistent: str = _opt(
         "",
         "Memory Mosaic persistent units ('' = the architecture's default: memory for mosaic, swiglu for mosaic2)",
-        choices=("", *PERSISTENT_KINDS, *PERSISTENT_V2),
+        choices=tuple(dict.fromkeys(("", *PERSISTENT_KINDS, *PERSISTENT_V2))),
     )
     short_window: int = _opt(256, "Memory Mosaic v2: the short-term memory sees pairs t-h+1 ... t-1 (h)")
     long_delay: int = _opt(64, "Memory Mosaic v2: the long-term memory sees pairs 0 ... t-m; m at evaluation")
@@ -157,7 +159,7 @@ class TrainConfig:
             n_head=self.n_head,
             n_embd=self.n_embd,
             dropout=self.dropout,
-            bias=self.bias,
+            **({"bias": self.bias} if self.bias is not None else {}),
             init=self.init,
             logit_scale=self.logit_scale,
             pos=self.pos,
