@@ -222,3 +222,20 @@ def test_a_text_file_that_is_not_utf8_is_named(command: str, runs: dict[str, Pat
     flag = "--text" if command == "eval" else "--prompts"
     assert main([command, str(runs["mosaic"]), flag, str(bad)]) == 2
     assert f"{bad}: not valid UTF-8 at byte 3" in capsys.readouterr().err
+
+
+def test_v2_inference_options(text_data: Path, runs: dict[str, Path], tmp_path: Path, capsys) -> None:
+    v2 = ["--arch", "mosaic2", "--short-window", "8", "--long-delay", "4", "--long-delay-min", "2"]
+    assert main(_train_flags(text_data / "data", tmp_path / "v2", *v2, "--long-delay-max", "12")) == 0
+    results = {}
+    for name, extra in {"default": [], "m2": ["--long-delay", "2"], "short": ["--no-long-term"]}.items():
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", str(tmp_path / "v2"), "--max-windows", "8", "--json", str(out), *extra]) == 0
+        results[name] = json.loads(out.read_text())
+    assert results["default"]["long_delay"] == 4 and results["m2"]["long_delay"] == 2
+    assert results["short"]["long_term"] is False and "long_term" not in results["default"]
+    assert len({r["loss"] for r in results.values()}) == 3  # each option changes the model
+    assert main(["eval", str(runs["gpt"]), "--no-long-term"]) == 2
+    assert "a gpt model has no long-term memory" in capsys.readouterr().err
+    assert main(["eval", str(runs["mosaic"]), "--long-delay", "3"]) == 2
+    assert "a mosaic model has no long-term delay" in capsys.readouterr().err

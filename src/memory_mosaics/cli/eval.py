@@ -29,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-position", metavar="CSV", help="write the mean loss at each position (Figure 8)")
     parser.add_argument("--json", metavar="FILE", help="write the result as JSON")
     parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda, cuda:N, mps")
+    v2 = parser.add_argument_group("Memory Mosaic v2 (and llama --split)")
+    v2.add_argument("--long-delay", type=natural, default=0, help="m at inference (default: the checkpoint's)")
+    v2.add_argument(
+        "--no-long-term",
+        action="store_true",
+        help="remove the long-term memory (the v2 paper's Table 2 ablation; mosaic2 only)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +62,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             Path(output).parent.mkdir(parents=True, exist_ok=True)
     ckpt, model, ckpt_meta = ckpt_io.load_checkpoint(args.checkpoint, args.device)
     context = args.context or model.config.block_size
+    inference = _inference_options(model, args)
     ckpt_io.check_context(ckpt, model, context)
     if args.text:
         path = Path(args.text)
@@ -83,6 +91,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     result = {
         "source": source,
         "checkpoint": str(ckpt),
+        **inference,
         **window_loss(model, tokens, context, args.batch_size, args.max_windows),
     }
     if args.per_position:
@@ -93,3 +102,20 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _inference_options(model: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Apply --long-delay and --no-long-term to a model that has them; name the architecture that does not."""
+    out: dict[str, Any] = {}
+    if args.long_delay:
+        if not hasattr(model.config, "long_delay"):
+            raise ValueError(f"--long-delay: a {model.model_type} model has no long-term delay (mosaic2 and llama do)")
+        model.config.long_delay = args.long_delay
+    if hasattr(model.config, "long_delay"):
+        out["long_delay"] = model.config.long_delay
+    if args.no_long_term:
+        if not hasattr(model, "use_long_term"):
+            raise ValueError(f"--no-long-term: a {model.model_type} model has no long-term memory (mosaic2 has)")
+        model.use_long_term = False
+        out["long_term"] = False
+    return out
