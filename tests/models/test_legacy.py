@@ -19,8 +19,9 @@ KINDS = ["mosaic_v0_1", "mosaic_v0_1_mlp", "mosaic_v0_1_none"]
 @pytest.mark.parametrize("name", KINDS)
 @pytest.mark.parametrize("load", [memory_mosaics.load_pretrained, MemoryMosaic.from_pretrained])
 def test_a_v0_1_checkpoint_gives_the_logits_it_gave(name, load):
-    """Bit for bit, on the fused CPU kernels (where they are built) and on the eager forms, each against what the same
-    path gave in version 0.1."""
+    """On the fused CPU kernels (where they are built) and on the eager forms, each against what the same path gave in
+    version 0.1: to float32 rounding, not bit for bit, since another CPU takes other vector paths in MKL and oneDNN
+    (CI's did); a wrong name or a lost tensor moves logits by 1e-2 and more."""
     folder = FIXTURES / name
     assert any(".attn." in k for k in load_file(str(folder / "model.safetensors")))  # the fixture holds the old names
     model = load(folder).eval()
@@ -29,9 +30,9 @@ def test_a_v0_1_checkpoint_gives_the_logits_it_gave(name, load):
     idx = torch.tensor(saved["idx"])
     with torch.no_grad():
         if kernels.extension() is not None:
-            assert torch.equal(model(idx)[0], torch.tensor(saved["logits"], dtype=torch.float32))
+            torch.testing.assert_close(model(idx)[0], torch.tensor(saved["logits"]), rtol=1e-5, atol=1e-6)
         with kernels.disabled():
-            assert torch.equal(model(idx)[0], torch.tensor(saved["logits_eager"], dtype=torch.float32))
+            torch.testing.assert_close(model(idx)[0], torch.tensor(saved["logits_eager"]), rtol=1e-5, atol=1e-6)
 
 
 def test_upgrade_renames_a_mosaic_block_and_nothing_else():

@@ -79,6 +79,8 @@ def _flags(data: Path, out: Path, **kw: object) -> list[str]:
     flags = []
     for k, v in cfg.to_dict().items():
         flag = "--" + k.replace("_", "-")
+        if v is None:  # the command's own default (``--bias`` follows the architecture)
+            continue
         if isinstance(v, bool):
             flags.append(flag if v else "--no-" + k.replace("_", "-"))
         else:
@@ -90,17 +92,19 @@ def test_kill_9_then_resume_is_bit_identical(dataset: Path, tmp_path: Path) -> N
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     kw = dict(max_iters=40, ckpt_interval=10, eval_interval=20, threads=1)
     reference = train(tiny(dataset, tmp_path / "ref", **kw))  # in-process, also one thread: the same arithmetic
-    proc = subprocess.Popen(
-        _cli(*_flags(dataset, tmp_path / "run", **kw)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    stderr = (tmp_path / "stderr.txt").open("w")
+    proc = subprocess.Popen(_cli(*_flags(dataset, tmp_path / "run", **kw)), env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     log = tmp_path / "run" / "log.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if (tmp_path / "run" / "ckpt-0000010").is_dir() and log.is_file() and '"step": 13' in log.read_text():
             break
         time.sleep(0.005)
+    died = proc.poll()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    stderr.close()
+    assert died in (None, 0), (tmp_path / "stderr.txt").read_text()  # it failed by itself: say why
     if proc.returncode == 0:
         pytest.skip("the run finished before it could be killed")
     killed_at = max(s for s, _ in train_losses(read_log(tmp_path / "run")))
