@@ -6,15 +6,23 @@ dispatch costs about as much as compute). Prints JSON.
 
     python benchmarks/streaming.py --new-tokens 512
     python benchmarks/streaming.py --new-tokens 512 --pair mosaic2 llama    # v2 against its llama baseline
+    python benchmarks/streaming.py --pair mosaic2 llama --positions 256 1024 4096   # + per-token cost along a stream
+
+``--positions P …`` also measures the time of one streamed token at several positions of a long stream: each model
+prefills the same P random tokens once, then, taking turns for ``--repeats`` turns, a copy of that state takes one
+untimed step and ``--steps-per-position`` timed single-token steps (greedy). A cost that stays flat as P grows is a
+state that does not grow; a KV cache (and v2's long-term memory) grows with P.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
 import time
+from dataclasses import fields
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -22,6 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from memory_mosaics.cli.types import device_name, positive
 from memory_mosaics.generate import generate
 from memory_mosaics.models import MODELS, LanguageModel, build_model
+from memory_mosaics.state import LayerState, ModelState, PairStore
 
 
 @torch.no_grad()
@@ -64,6 +73,66 @@ def timed(fn, *args, **kwargs) -> tuple[float, torch.Tensor]:
     return time.perf_counter() - t0, out
 
 
+def stored_keys(state: ModelState) -> dict[str, int]:
+    """The keys each store of the first layer holds (a window's store stays bounded, a KV cache grows)."""
+    found: dict[str, int] = {}
+
+    def walk(obj: object, name: str) -> None:
+        if isinstance(obj, PairStore):
+            found[name] = obj.length
+        elif isinstance(obj, LayerState):
+            for f in fields(obj):
+                walk(getattr(obj, f.name), f"{name}.{f.name}" if name else f.name)
+
+    walk(state.layers[0], "")
+    return {name: n for name, n in found.items() if name.split(".")[-1] == "keys"}
+
+
+@torch.no_grad()
+def step_times(
+    model: LanguageModel, state: ModelState, token: torch.Tensor, n: int
+) -> tuple[list[float], torch.Tensor]:
+    """Seconds of each of n greedy single-token steps that continue ``state`` from ``token``, and the next token."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        token = model(token, state=state)[0][:, -1].argmax(-1, keepdim=True)
+        if token.is_cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return times, token
+
+
+@torch.no_grad()
+def per_token_at(models: dict[str, LanguageModel], position: int, args: argparse.Namespace, device) -> dict:
+    """ms per streamed token after a prefill of ``position`` tokens, the models taking turns (see the docstring)."""
+    tokens = torch.randint(0, args.vocab, (args.batch, position), device=device)
+    prefilled: dict[str, tuple[ModelState, torch.Tensor]] = {}
+    out: dict[str, dict] = {}
+    for name, model in models.items():
+        state = model.init_state()
+        t, logits = timed(lambda m=model, s=state: m(tokens, state=s)[0])  # the prefill, in one chunk
+        prefilled[name] = state, logits[:, -1].argmax(-1, keepdim=True)
+        out[name] = {"prefill_s": t}
+    steps: dict[str, list[list[float]]] = {name: [] for name in models}
+    last: dict[str, ModelState] = {}
+    for _ in range(args.repeats):
+        for name, model in models.items():
+            state, token = copy.deepcopy(prefilled[name][0]), prefilled[name][1]
+            _, token = step_times(model, state, token, 1)  # untimed: rebuilds the per-state caches, grows the stores
+            steps[name].append(step_times(model, state, token, args.steps_per_position)[0])
+            last[name] = state
+    for name in models:
+        pooled = [1e3 * t for run in steps[name] for t in run]
+        out[name] |= {
+            "ms_per_token": statistics.median(pooled),
+            "ms_per_token_mean": statistics.fmean(pooled),
+            "ms_per_token_per_repeat": [1e3 * statistics.median(run) for run in steps[name]],
+            "stored_keys_layer0": stored_keys(last[name]),  # after the last timed step
+        }
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--new-tokens", type=positive, default=512)
@@ -82,11 +151,17 @@ def main() -> None:
     )  # fmt: skip
     p.add_argument("--short-window", type=positive, default=256, help="Memory Mosaic v2: h")
     p.add_argument("--long-delay", type=positive, default=64, help="Memory Mosaic v2: m")
+    p.add_argument(
+        "--positions", type=positive, nargs="+", metavar="P",
+        help="also the ms per streamed token after a prefill of P tokens, for each P (see above)",
+    )  # fmt: skip
+    p.add_argument("--steps-per-position", type=positive, default=64, help="timed tokens per turn and position")
     args = p.parse_args()
     torch.manual_seed(0)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     total = args.prompt + args.new_tokens
-    shape = dict(vocab_size=args.vocab, block_size=total, n_layer=args.layers, n_head=args.heads, n_embd=args.d)
+    block = max(total, max(args.positions) + args.steps_per_position + 1) if args.positions else total  # GPT's wpe
+    shape = dict(vocab_size=args.vocab, block_size=block, n_layer=args.layers, n_head=args.heads, n_embd=args.d)
     v2 = dict(short_window=args.short_window, long_delay=args.long_delay)  # the others ignore them
     models = {name: build_model(name, **shape, **v2) for name in args.pair}
     prompt = torch.randint(0, args.vocab, (args.batch, args.prompt), device=device)
@@ -125,6 +200,19 @@ def main() -> None:
     report[f"{args.pair[0]}_over_{args.pair[1]}_stream_tokens_per_s"] = (
         ours["stream_tokens_per_s"] / base["stream_tokens_per_s"]
     )
+    if args.positions:
+        per = report["per_token_by_position"] = {}
+        for position in args.positions:
+            per[str(position)] = per_token_at(models, position, args, device)
+            print(json.dumps({"position": position, **per[str(position)]}), flush=True)
+        a, b = args.pair
+        report[f"{a}_over_{b}_ms_per_token_by_position"] = {
+            pos: r[a]["ms_per_token"] / r[b]["ms_per_token"] for pos, r in per.items()
+        }
+        first, last = per[str(args.positions[0])], per[str(args.positions[-1])]
+        report["ms_per_token_last_over_first_position"] = {
+            name: last[name]["ms_per_token"] / first[name]["ms_per_token"] for name in models
+        }
     print(json.dumps(report, indent=2))
 
 

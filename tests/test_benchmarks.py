@@ -12,6 +12,8 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 TINY = ["--d", "32", "--heads", "4"]
 ONCE = ["--warmup", "1", "--repeats", "1", "--threads", "1"]
 THROUGHPUT = [*TINY, "--contexts", "16", "--batch", "2", "--layers", "1", "--vocab", "64", "--steps", "1", *ONCE]
+STREAM_POSITIONS = [*TINY, "--new-tokens", "2", "--prompt", "2", "--layers", "1", "--vocab", "64", "--repeats", "1"]
+STREAM_POSITIONS += ["--positions", "4", "40", "--steps-per-position", "2"]
 
 
 def run(script: str, *args: str) -> dict:
@@ -61,6 +63,8 @@ def run(script: str, *args: str) -> dict:
             ],
             "mosaic2_over_llama_stream_tokens_per_s",
         ),
+        # the default pair: the GPT's learned positions must reach the last timed token (40 + 1 untimed + 2)
+        ("streaming.py", STREAM_POSITIONS, "per_token_by_position"),
     ],
 )
 def test_benchmark_runs_and_prints_json(script: str, args: list[str], key: str) -> None:
@@ -106,6 +110,7 @@ def test_throughput_reports_a_dead_measuring_process_instead_of_hanging() -> Non
         ("throughput.py", ["--heads", "3", "--contexts", "16"], "divisible by n_head"),
         ("throughput.py", ["--steps", "0"], "argument --steps: must be >= 1, got 0"),
         ("streaming.py", ["--new-tokens", "0"], "argument --new-tokens: must be >= 1, got 0"),
+        ("streaming.py", ["--positions", "0"], "argument --positions: must be >= 1, got 0"),
         ("layers.py", ["--repeats", "0"], "argument --repeats: must be >= 1, got 0"),
     ],
 )

@@ -93,7 +93,9 @@ def test_kill_9_then_resume_is_bit_identical(dataset: Path, tmp_path: Path) -> N
     kw = dict(max_iters=40, ckpt_interval=10, eval_interval=20, threads=1)
     reference = train(tiny(dataset, tmp_path / "ref", **kw))  # in-process, also one thread: the same arithmetic
     stderr = (tmp_path / "stderr.txt").open("w")
-    proc = subprocess.Popen(_cli(*_flags(dataset, tmp_path / "run", **kw)), env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    proc = subprocess.Popen(
+        _cli(*_flags(dataset, tmp_path / "run", **kw)), env=env, stdout=subprocess.DEVNULL, stderr=stderr
+    )
     log = tmp_path / "run" / "log.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
