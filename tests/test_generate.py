@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from memory_mosaics.generate import beam_search, check_sampling, generate, sample_next
-from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig
+from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig, build_model
 
 SHAPE = dict(vocab_size=40, block_size=12, n_layer=2, n_head=2, n_embd=16)
 
@@ -128,3 +128,20 @@ def test_token_counts(model):
         generate(model, prompt, -1)
     with pytest.raises(ValueError, match="num_beams"):
         beam_search(model, prompt, 3, num_beams=0)
+
+
+def test_rows_that_end_leave_the_stream_of_a_document_masked_model() -> None:
+    """A model that reads each document alone cannot stream rows whose documents end at different steps: rows that
+    produced the end-of-text leave the stream, and each row continues as it does alone."""
+    torch.manual_seed(4)
+    model = build_model(
+        "mosaic2", vocab_size=4, block_size=32, n_layer=1, n_head=2, n_embd=16, short_window=6, long_delay=3,
+        doc_token=0,
+    ).eval()  # fmt: skip
+    prompts = torch.randint(1, 4, (6, 5), generator=torch.Generator().manual_seed(4))
+    out = generate(model, prompts, 20, greedy=True, eos_token=0)
+    ends = {int((row == 0).nonzero()[0]) for row in out[:, 5:] if (row == 0).any()}
+    assert len(ends) >= 3  # rows end at several steps (and one does not end)
+    for row, prompt in zip(out, prompts, strict=True):
+        alone = generate(model, prompt[None], 20, greedy=True, eos_token=0)[0]
+        assert torch.equal(row[: len(alone)], alone) and (row[len(alone) :] == 0).all()

@@ -102,7 +102,8 @@ def generate(
     eos_token: int | None = None,
 ) -> Tensor:
     """Continue the prompts ``idx`` (B, T); returns prompt + continuation (B, T + n). Rows that produced
-    ``eos_token`` are padded with it. ``seed`` makes sampling reproducible."""
+    ``eos_token`` are padded with it and leave the stream (they cost nothing more, and a model that reads each document
+    alone is never fed their end-of-text). ``seed`` makes sampling reproducible."""
     _check_request(model, idx, max_new_tokens)
     check_sampling(temperature, top_k, top_p)
     if max_new_tokens == 0:
@@ -111,17 +112,21 @@ def generate(
     if seed is not None:
         gen = torch.Generator(device=idx.device).manual_seed(seed)
     stream = _Stream(model, idx)
-    done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+    new = idx.new_full((idx.shape[0], max_new_tokens), 0 if eos_token is None else eos_token)
+    live = torch.arange(idx.shape[0], device=idx.device)  # the output row of each row of the stream
     for i in range(max_new_tokens):
         nxt = sample_next(stream.logits, 0.0 if greedy else temperature, top_k, top_p, gen)
-        if eos_token is not None:
-            nxt = nxt.masked_fill(done, eos_token)
-            done |= nxt == eos_token
-        if i == max_new_tokens - 1 or (eos_token is not None and bool(done.all())):
-            stream.tokens = torch.cat([stream.tokens, nxt[:, None]], dim=1)
+        new[live, i] = nxt
+        if eos_token is not None and bool((nxt == eos_token).any()):
+            going = (nxt != eos_token).nonzero().squeeze(1)
+            if going.numel() == 0:
+                break
+            live, nxt = live[going], nxt[going]
+            stream.reorder(going)
+        if i == max_new_tokens - 1:
             break
         stream.push(nxt)
-    return stream.tokens
+    return torch.cat([idx, new[:, : i + 1]], dim=1)
 
 
 @torch.no_grad()

@@ -165,6 +165,11 @@ class ModelState:
     position: int = 0
     model_type: str = ""
     batch_size: int | None = None
+    document_ended: bool = False  # the last token seen closed a document (document-wise masking)
+
+    def restart(self, fresh: ModelState) -> None:
+        """Forget everything seen (a new document starts): the layers of ``fresh``, position 0."""
+        self.layers, self.position = fresh.layers, 0
 
     def check(self, model_type: str, n_layer: int, batch_size: int) -> None:
         """Refuse to continue with another kind or depth of model, or with another number of sequences."""

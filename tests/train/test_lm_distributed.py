@@ -14,13 +14,20 @@ from .conftest import tiny, train_losses
 # Memory Mosaic v2 at block 32: m is drawn per optimiser step from (seed, step) in [2, 12], so a process that drew
 # another m than its peer (or than the single process) would follow another loss trajectory
 V2 = dict(short_window=8, long_delay=4, long_delay_min=2, long_delay_max=12)
-ARCH = {"mosaic": {}, "mosaic2": V2, "llama": {}}
+# document-wise masking runs the blocks once per group of documents in one forward: DDP and FSDP must take that too
+CASES = {
+    "mosaic": dict(arch="mosaic"),
+    "mosaic2": dict(arch="mosaic2", **V2),
+    "llama": dict(arch="llama"),
+    "mosaic-documents": dict(arch="mosaic", document_mask=True),
+    "mosaic2-documents": dict(arch="mosaic2", **V2, document_mask=True),
+}
 
 
-@pytest.mark.parametrize("arch", ["mosaic", "mosaic2", "llama"])
-def test_two_processes_equal_one(dataset: Path, tmp_path: Path, arch: str) -> None:
+@pytest.mark.parametrize("case", ["mosaic", "mosaic2", "llama", "mosaic-documents"])
+def test_two_processes_equal_one(dataset: Path, tmp_path: Path, case: str) -> None:
     # dropout on: masks are drawn per global micro-batch, so they match too (same micro-batch size: 1x2x4 vs 2x1x4)
-    kw = dict(arch=arch, **ARCH[arch], max_iters=4, eval_interval=4, ckpt_interval=4, threads=1)
+    kw = dict(**CASES[case], max_iters=4, eval_interval=4, ckpt_interval=4, threads=1)
     one = train(tiny(dataset, tmp_path / "one", **kw))
     spawn_local(2, train, tiny(dataset, tmp_path / "two", **kw))
     two = read_log(tmp_path / "two")
@@ -32,9 +39,9 @@ def test_two_processes_equal_one(dataset: Path, tmp_path: Path, arch: str) -> No
     assert vb == pytest.approx(va, rel=1e-5, abs=1e-6)
 
 
-@pytest.mark.parametrize("arch", ["mosaic", "mosaic2"])
-def test_fsdp_two_processes_equal_one_and_resume(dataset: Path, tmp_path: Path, arch: str) -> None:
-    kw = dict(arch=arch, **ARCH[arch], max_iters=4, eval_interval=2, ckpt_interval=2, micro_batch_size=2, threads=1)
+@pytest.mark.parametrize("case", ["mosaic", "mosaic2", "mosaic2-documents"])
+def test_fsdp_two_processes_equal_one_and_resume(dataset: Path, tmp_path: Path, case: str) -> None:
+    kw = dict(**CASES[case], max_iters=4, eval_interval=2, ckpt_interval=2, micro_batch_size=2, threads=1)
     one = train(tiny(dataset, tmp_path / "one", **kw))  # micro_batch_size as each process
     spawn_local(2, train, tiny(dataset, tmp_path / "two", fsdp=True, **kw))
     full = read_log(tmp_path / "two")

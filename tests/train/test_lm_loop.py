@@ -148,3 +148,21 @@ def test_the_delay_is_a_function_of_seed_and_step() -> None:
         draw_delay(model, 1337, step)
         again.append(model.train_delay)
     assert draws == again and len(set(draws)) > 20 and all(1 <= m <= 256 for m in draws)
+
+
+@pytest.mark.parametrize("arch", ["mosaic", "mosaic2"])
+def test_document_mask_trains_resumes_and_is_kept_by_the_checkpoint(dataset: Path, tmp_path: Path, arch: str) -> None:
+    """--document-mask: the model reads each document alone (the data's EOT closes it), in training and after."""
+    kw = dict(**(V2 if arch == "mosaic2" else {"arch": arch}), document_mask=True, dropout=0.0)
+    reference = train(tiny(dataset, tmp_path / "ref", **kw, max_iters=8, eval_interval=8))
+    run = json.loads((tmp_path / "ref" / "run.json").read_text())
+    assert run["model"]["doc_token"] == 0
+    plain = train(tiny(dataset, tmp_path / "plain", **{**kw, "document_mask": False}, max_iters=8, eval_interval=8))
+    assert train_losses(plain["records"]) != train_losses(reference["records"])  # the mask changes what is read
+    first = train(tiny(dataset, tmp_path / "run", **kw, max_iters=8, eval_interval=8),
+                  callback=lambda step, _: step == 3 and signal.raise_signal(signal.SIGINT))  # fmt: skip
+    assert first["interrupted"]
+    train(tiny(dataset, tmp_path / "run", **kw, max_iters=8, eval_interval=8, resume=True))
+    assert train_losses(read_log(tmp_path / "run")) == train_losses(reference["records"])
+    model = load_pretrained(list_checkpoints(tmp_path / "ref")[-1])
+    assert model.config.doc_token == 0

@@ -3,6 +3,7 @@ accounting and optimiser groups (their files: ``memory_mosaics.checkpoints``).""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from memory_mosaics.models.documents import document_groups, document_starts
 from memory_mosaics.state import ModelState
 
 VOCAB_PADDING = 128  # embeddings are often padded to a multiple of 64 or 128 (GPT-2: 50257 -> 50304)
@@ -93,10 +95,24 @@ class LanguageModel(nn.Module):
         """Logits (B, T, V) and, with ``targets`` (B, T; -1 = ignore), the mean cross-entropy.
 
         With a ``state``, ``idx`` continues the sequence the state has seen (a prompt chunk or a single token) and the
-        state is updated in place; the logits equal those of one forward over the whole sequence.
+        state is updated in place; the logits equal those of one forward over the whole sequence. A config with
+        ``doc_token`` reads each document alone (``models.documents``).
         """
         if idx.dim() != 2 or idx.shape[1] == 0:
             raise ValueError(f"idx must be (batch, time) token ids with time >= 1, got shape {tuple(idx.shape)}")
+        doc_token = getattr(self.config, "doc_token", None)
+        if doc_token is None:
+            logits = self._logits(idx, state)
+        elif state is None:
+            logits = self._document_logits(idx, doc_token)
+        else:
+            logits = self._stream_documents(idx, doc_token, state)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def _logits(self, idx: Tensor, state: ModelState | None) -> Tensor:
         position = 0
         if state is not None:
             state.check(self.model_type, len(self.blocks), idx.shape[0])
@@ -112,10 +128,35 @@ class LanguageModel(nn.Module):
             logits = logits * self.config.logit_scale
         if state is not None:
             state.position += idx.shape[1]
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
-        return logits, loss
+        return logits
+
+    def _document_logits(self, idx: Tensor, doc_token: int) -> Tensor:
+        """The logits of every document of idx read alone: its documents as a batch, by groups of similar length."""
+        flat = idx.flatten()
+        parts, where = [], []
+        for index, valid in document_groups(idx, doc_token):
+            parts.append(self._logits(flat[index], None)[valid])
+            where.append(index[valid])
+        return torch.cat(parts)[torch.cat(where).argsort()].view(*idx.shape, -1)
+
+    def _stream_documents(self, idx: Tensor, doc_token: int, state: ModelState) -> Tensor:
+        """Streaming with document-wise masking: the state starts afresh where a document starts. Rows must end
+        their documents at the same positions (one state cannot forget one row's memory alone)."""
+        ends = idx == doc_token
+        if idx.shape[0] > 1 and not bool((ends == ends[:1]).all()):
+            raise ValueError(
+                f"this model reads each document alone (doc_token {doc_token}): streamed rows must end their "
+                "documents at the same positions; stream the rows one at a time"
+            )
+        starts = document_starts(idx[:1], doc_token, after_end=state.document_ended)[0]
+        cuts = [0, *(starts[1:].nonzero().squeeze(1) + 1).tolist(), idx.shape[1]]
+        out = []
+        for a, b in itertools.pairwise(cuts):
+            if bool(starts[a]) and state.position > 0:
+                state.restart(self.init_state())
+            out.append(self._logits(idx[:, a:b], state))
+        state.document_ended = bool(ends[0, -1])
+        return torch.cat(out, dim=1)
 
     # ---- accounting ----------------------------------------------------------------------------------------------
     def num_params(self, non_embedding: bool = True) -> int:
@@ -194,3 +235,10 @@ def check_common(c: Any) -> None:
     if c.init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {c.init!r}")
     check_range(c, "> 0", ("logit_scale",))
+    check_doc_token(c)
+
+
+def check_doc_token(c: Any) -> None:
+    """``doc_token`` (document-wise masking) is None or a token of the vocabulary."""
+    if c.doc_token is not None and not 0 <= c.doc_token < c.vocab_size:
+        raise ValueError(f"doc_token must be a token id in [0, vocab_size = {c.vocab_size}), got {c.doc_token}")

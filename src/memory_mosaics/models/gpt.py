@@ -32,6 +32,7 @@ class GPTConfig:
     init: str = "gpt2"  # "gpt2" (normal 0.02) or "library" (the authors' Library: fan-in scaled, see LanguageModel)
     pos: str = "learned"  # learned | rope | alibi | none
     rope_base: float = 10000.0
+    doc_token: int | None = None  # the end-of-text token: set, each document is read alone (models.documents)
 
     def __post_init__(self) -> None:
         check_common(self)

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from memory_mosaics.layers.features import merge_heads, split_heads
 from memory_mosaics.layers.mlp import SwiGLU
-from memory_mosaics.models.base import LanguageModel, check_range
+from memory_mosaics.models.base import LanguageModel, check_doc_token, check_range
 from memory_mosaics.models.gpt import CausalSelfAttention, rope
 from memory_mosaics.models.mosaic_v2 import LongTermDelay, init_table6
 from memory_mosaics.ops.windowed import windowed_retrieval, windowed_retrieval_step
@@ -39,6 +39,7 @@ class LlamaConfig:
     long_delay: int = 64
     long_delay_min: int = 64
     long_delay_max: int = 256
+    doc_token: int | None = None  # the end-of-text token: set, each document is read alone (models.documents)
 
     def __post_init__(self) -> None:
         check_range(self, ">= 1", ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
@@ -49,6 +50,7 @@ class LlamaConfig:
         check_range(self, ">= 1", ("short_window", "long_delay", "long_delay_min", "long_delay_max"))
         if self.long_delay_min > self.long_delay_max:
             raise ValueError(f"long_delay_min ({self.long_delay_min}) exceeds long_delay_max ({self.long_delay_max})")
+        check_doc_token(self)
 
     @property
     def pos(self) -> str:  # what the shared attention layer reads

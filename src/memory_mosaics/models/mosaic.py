@@ -28,6 +28,7 @@ class MosaicConfig:
     bias: bool = True
     logit_scale: float = 1.0  # logits = scale · h·Eᵀ; the authors' Library model uses 1/sqrt(n_embd)
     init: str = "gpt2"  # "gpt2" (normal 0.02) or "library" (the authors' Library: fan-in scaled, see LanguageModel)
+    doc_token: int | None = None  # the end-of-text token: set, each document is read alone (models.documents)
 
     def __post_init__(self) -> None:
         if self.pmem_size is None:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from memory_mosaics.layers.features import ValueExtractor, merge_heads, split_heads
 from memory_mosaics.layers.mlp import SwiGLU
 from memory_mosaics.layers.persistent import PersistentMemory
-from memory_mosaics.models.base import LanguageModel, check_range
+from memory_mosaics.models.base import LanguageModel, check_doc_token, check_range
 from memory_mosaics.ops.gated import gated_keys, gated_keys_step
 from memory_mosaics.ops.windowed import windowed_retrieval, windowed_retrieval_step
 from memory_mosaics.state import LayerState, ModelState, PersistentState, WindowedState
@@ -51,6 +51,7 @@ class MosaicV2Config:
     dropout: float = 0.0
     bias: bool = False
     logit_scale: float = 1.0
+    doc_token: int | None = None  # the end-of-text token: set, each document is read alone (models.documents)
 
     def __post_init__(self) -> None:
         check_range(self, ">= 1", ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "long_delay"))
@@ -65,6 +66,7 @@ class MosaicV2Config:
             raise ValueError(f"persistent must be one of {PERSISTENT_V2}, got {self.persistent!r}")
         check_range(self, "in [0, 1)", ("dropout",))
         check_range(self, "> 0", ("logit_scale",))
+        check_doc_token(self)
 
 
 class GatedKeyExtractor(nn.Module):

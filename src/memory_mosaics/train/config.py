@@ -57,6 +57,11 @@ class TrainConfig:
     long_delay_max: int = _opt(256, "Memory Mosaic v2: see --long-delay-min")
     ffn_hidden: int = _opt(0, "Memory Mosaic v2 and llama: hidden width of the SwiGLU (0 = 3 x n_embd)")
     split: bool = _opt(False, "llama: short-window heads beside long-range heads (the v2 paper's Figure 5 ablation)")
+    document_mask: bool = _opt(
+        False,
+        "every architecture: no memory (or attention) reads across documents; each document of a window is read "
+        "alone, as the v2 paper trains (the data's end-of-text token closes a document)",
+    )
     pos: str = _opt("learned", "GPT: position encoding", choices=POSITION_ENCODINGS)
     init: str = _opt(
         "gpt2",
@@ -149,8 +154,11 @@ class TrainConfig:
     def decay_iters(self) -> int:
         return self.lr_decay_iters or self.max_iters
 
-    def model_config(self, vocab_size: int) -> MosaicConfig | MosaicV2Config | GPTConfig:
-        """The architecture this run trains, for a dataset of ``vocab_size`` tokens (padded to ``pad_vocab``)."""
+    def model_config(self, vocab_size: int, eot_id: int | None = None) -> MosaicConfig | MosaicV2Config | GPTConfig:
+        """The architecture this run trains, for a dataset of ``vocab_size`` tokens (padded to ``pad_vocab``) whose
+        end-of-text token is ``eot_id`` (needed with ``document_mask``)."""
+        if self.document_mask and eot_id is None:
+            raise ValueError("document_mask needs the data's end-of-text token id")
         return model_config(
             self.arch,
             vocab_size=-(-vocab_size // self.pad_vocab) * self.pad_vocab,
@@ -172,6 +180,7 @@ class TrainConfig:
             long_delay_max=self.long_delay_max,
             ffn_hidden=self.ffn_hidden or None,
             split=self.split,
+            doc_token=eot_id if self.document_mask else None,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -87,7 +87,7 @@ class Run:
 def start(cfg: TrainConfig, d: Dist) -> Run:
     """Open the data, choose the checkpoint to resume from, build (or load) the model and optimiser and wrap them."""
     data = Data.open(cfg)
-    model_cfg = cfg.model_config(data.train.vocab_size)
+    model_cfg = cfg.model_config(data.train.vocab_size, data.train.eot_id)
     geometry = Geometry.of(cfg, d.world)
     say = print if d.main else (lambda *a, **k: None)
     resume_from = resume_point(cfg, d, say)
