@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from memory_mosaics.ops.leaky import accumulation_dtype
@@ -65,41 +66,55 @@ def _segment_sums(log_decay: Tensor) -> Tensor:
     return sums.masked_fill(~below.logical_or(torch.eye(L, dtype=torch.bool, device=log_decay.device)), float("-inf"))
 
 
-def _chunk(x: Tensor, a: Tensor, c: Tensor, state: GatedState | None) -> tuple[Tensor, Tensor]:
-    """u and s at every position of one chunk (x: (B, H, L, D); a and c = log λ: (B, H, L)) from the state before."""
+def _intra(x: Tensor, a: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """Every chunk at once, as if it started the sequence: u and its log-scale s at each position (x: (..., L, D);
+    a and c = log λ: (..., L)). The stabiliser is the largest log-weight of the row, so no weight exceeds 1."""
     w = _segment_sums(c) + a.unsqueeze(-2)  # log-weight of token i at position t: a_i + Σ_{j=i+1..t} c_j
-    m = w.amax(dim=-1)
-    if state is not None:
-        u0, s0 = state
-        w0 = s0.unsqueeze(-1) + c.cumsum(dim=-1)  # log-weight of the carried k̄ at position t
-        m = torch.maximum(m, w0)
-    m = m.detach()  # the keys do not depend on the stabiliser: no gradient through it
-    u = torch.exp(w - m.unsqueeze(-1)) @ x
-    if state is not None:
-        u = u + torch.exp(w0 - m).unsqueeze(-1) * u0.unsqueeze(-2)
-    return u, m
+    m = w.amax(dim=-1).detach()  # the keys do not depend on the stabiliser: no gradient through it
+    return torch.exp(w - m.unsqueeze(-1)) @ x, m
+
+
+def _carry(u: Tensor, s: Tensor, c: Tensor, state: GatedState | None) -> tuple[Tensor, Tensor]:
+    """The state entering each chunk, (B, H, N, D) and (B, H, N), from the chunks' own final (u, s) (B, H, N, ...) and
+    total log-decays: a scan over chunks, N small steps (the work is in ``_intra``). No state: the first is empty."""
+    u0, s0 = state if state is not None else (torch.zeros_like(u[:, :, 0]), torch.full_like(s[:, :, 0], -math.inf))
+    us, ss = [u0], [s0]
+    for n in range(u.shape[2] - 1):
+        w0 = ss[-1] + c[:, :, n]  # the carried log-scale at the chunk's end
+        m = torch.maximum(w0, s[:, :, n]).detach()
+        us.append(torch.exp(w0 - m).unsqueeze(-1) * us[-1] + torch.exp(s[:, :, n] - m).unsqueeze(-1) * u[:, :, n])
+        ss.append(m)
+    return torch.stack(us, dim=2), torch.stack(ss, dim=2)
 
 
 def gated_keys(
     x: Tensor, a: Tensor, b: Tensor, state: GatedState | None = None, chunk: int = DEFAULT_CHUNK
 ) -> tuple[Tensor, GatedState]:
     """Unit-norm keys (B, H, T, D) and the state (u, s) after the last position; ``state`` continues a sequence.
-    Differentiable in x, a, b and the state (autograd through chunks of ``chunk`` positions)."""
+    Differentiable in x, a, b and the state. The chunks run side by side (``_intra``), then each adds the state its
+    predecessors carried in (``_carry``): no loop over positions, no slice of the sequence per chunk in autograd."""
     if x.dim() != 4 or a.shape != x.shape[:3] or b.shape != x.shape[:3]:
         raise ValueError(f"x must be (B, H, T, D) and a, b (B, H, T); got {tuple(x.shape)}, {tuple(a.shape)}, "
                          f"{tuple(b.shape)}")  # fmt: skip
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
+    B, H, T, D = x.shape
     acc = accumulation_dtype(x.dtype)
+    L = min(chunk, T)
+    pad = -T % L  # the last chunk is padded after the sequence; causality keeps the padding out of every real key
     x32, a32, c32 = x.to(acc), a.to(acc), -b.to(acc).abs()
-    us, ss = [], []
-    for t0 in range(0, x.shape[2], chunk):
-        u, s = _chunk(x32[:, :, t0 : t0 + chunk], a32[:, :, t0 : t0 + chunk], c32[:, :, t0 : t0 + chunk], state)
-        us.append(u)
-        ss.append(s)
-        state = (u[:, :, -1], s[:, :, -1])
-    u, s = torch.cat(us, dim=2), torch.cat(ss, dim=2)
-    return _normalise(u, s).to(x.dtype), state  # type: ignore[return-value]
+    if pad:
+        x32, a32, c32 = F.pad(x32, (0, 0, 0, pad)), F.pad(a32, (0, pad)), F.pad(c32, (0, pad))
+    N = (T + pad) // L
+    x32, a32, c32 = x32.view(B, H, N, L, D), a32.view(B, H, N, L), c32.view(B, H, N, L)
+    u, s = _intra(x32, a32, c32)
+    decay = c32.cumsum(dim=-1)  # log-decay from each chunk's start to each of its positions
+    u0, s0 = _carry(u[:, :, :, -1], s[:, :, :, -1], decay[:, :, :, -1], state)
+    w0 = s0.unsqueeze(-1) + decay  # log-scale of the carried state at each position
+    m = torch.maximum(w0, s).detach()
+    u = torch.exp(s - m).unsqueeze(-1) * u + torch.exp(w0 - m).unsqueeze(-1) * u0.unsqueeze(-2)
+    u, m = u.reshape(B, H, N * L, D)[:, :, :T], m.reshape(B, H, N * L)[:, :, :T]
+    return _normalise(u, m).to(x.dtype), (u[:, :, -1], m[:, :, -1])
 
 
 def gated_keys_step(x: Tensor, a: Tensor, b: Tensor, state: GatedState | None = None) -> tuple[Tensor, GatedState]:

@@ -66,22 +66,74 @@ def windowed_retrieval_naive(
     return out
 
 
+def _blocks(
+    Tq: int, delay: int, window: int, first: int, block: int, q_offset: int, k_offset: int, device: torch.device
+) -> list[tuple[int, int, int, int, Tensor]]:
+    """The short-term band by blocks of queries: (j0, j1, i0, i1, mask) for local queries j0 … j1-1, local keys
+    i0 … i1-1 and the (j1-j0, i1-i0) boolean mask of the pairs each query sees."""
+    out = []
+    for j0 in range(first, Tq, block):
+        j1 = min(j0 + block, Tq)
+        t0, t1 = q_offset + j0, q_offset + j1  # absolute positions of the block's queries
+        k0, k1 = max(k_offset, t0 - window + 1), t1 - delay  # absolute range [k0, k1) of the keys its band reaches
+        t = torch.arange(t0, t1, device=device).unsqueeze(-1)
+        i = torch.arange(k0, k1, device=device).unsqueeze(0)
+        out.append((j0, j1, k0 - k_offset, k1 - k_offset, (i > t - window) & (i <= t - delay)))
+    return out
+
+
+class _BandCPU(torch.autograd.Function):
+    """The band on the CPU, with the flash kernel's forward and backward called block by block. Through autograd,
+    each block's slices of q, k and v would each cost a zero-filled gradient of the whole sequence (at T = 2048,
+    h = 256, a tenth of a v2 training step); here the gradients are written into one buffer per input."""
+
+    @staticmethod
+    def forward(ctx, q: Tensor, keys: Tensor, values: Tensor, blocks: list) -> Tensor:  # type: ignore[override]
+        flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+        outs, lses, masks = [], [], []
+        for j0, j1, i0, i1, allowed in blocks:
+            mask = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
+            o, lse = flash(q[:, :, j0:j1], keys[:, :, i0:i1], values[:, :, i0:i1], attn_mask=mask, scale=1.0)
+            outs.append(o)
+            lses.append(lse)
+            masks.append(mask)
+        out = torch.cat(outs, dim=2)
+        ctx.save_for_backward(q, keys, values, out, torch.cat(lses, dim=2))
+        ctx.blocks, ctx.masks = blocks, masks
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        q, keys, values, out, lse = ctx.saved_tensors
+        backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+        dq, dk, dv = torch.zeros_like(q), torch.zeros_like(keys), torch.zeros_like(values)
+        first = ctx.blocks[0][0]
+        for (j0, j1, i0, i1, _), mask in zip(ctx.blocks, ctx.masks, strict=True):
+            r0, r1 = j0 - first, j1 - first  # rows of out, grad and lse
+            gq, gk, gv = backward(
+                grad[:, :, r0:r1].contiguous(), q[:, :, j0:j1], keys[:, :, i0:i1], values[:, :, i0:i1],
+                out[:, :, r0:r1], lse[:, :, r0:r1], 0.0, False, attn_mask=mask, scale=1.0,
+            )  # fmt: skip
+            dq[:, :, j0:j1] = gq
+            dk[:, :, i0:i1] += gk
+            dv[:, :, i0:i1] += gv
+        return dq, dk, dv, None
+
+
 def _band(
     q: Tensor, keys: Tensor, values: Tensor, delay: int, window: int, first: int, block: int, q_offset: int,
     k_offset: int,
 ) -> Tensor:  # fmt: skip
     """Short-term retrieval of local queries first … Tq-1 (already scaled by β), by blocks of ``block`` queries; query j
     sits at absolute position q_offset + j and key i at k_offset + i."""
-    parts = []
-    for j0 in range(first, q.shape[2], block):
-        j1 = min(j0 + block, q.shape[2])
-        t0, t1 = q_offset + j0, q_offset + j1  # absolute positions of the block's queries
-        k0, k1 = max(k_offset, t0 - window + 1), t1 - delay  # absolute range [k0, k1) of the keys its band reaches
-        t = torch.arange(t0, t1, device=q.device).unsqueeze(-1)
-        i = torch.arange(k0, k1, device=q.device).unsqueeze(0)
-        mask = (i > t - window) & (i <= t - delay)
-        kv = keys[:, :, k0 - k_offset : k1 - k_offset], values[:, :, k0 - k_offset : k1 - k_offset]
-        parts.append(F.scaled_dot_product_attention(q[:, :, j0:j1], *kv, attn_mask=mask, scale=1.0))
+    blocks = _blocks(q.shape[2], delay, window, first, block, q_offset, k_offset, q.device)
+    if q.device.type == "cpu" and not torch.compiler.is_compiling():
+        return _BandCPU.apply(q, keys, values, blocks)
+    parts = [
+        F.scaled_dot_product_attention(q[:, :, j0:j1], keys[:, :, i0:i1], values[:, :, i0:i1], attn_mask=m, scale=1.0)
+        for j0, j1, i0, i1, m in blocks
+    ]
     return torch.cat(parts, dim=2)
 
 
