@@ -7,7 +7,7 @@ what they derive from their parameters (``ParamCache``), instead of deriving it 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import TypeVar
 
@@ -72,10 +72,14 @@ class ParamCache:
     def __deepcopy__(self, memo: dict) -> ParamCache:
         return ParamCache()
 
-    def get(self, module: nn.Module, dtype: torch.dtype, make: Callable[[], T]) -> T:
+    def get(
+        self, module: nn.Module, dtype: torch.dtype, make: Callable[[], T], params: Iterable[Tensor] | None = None
+    ) -> T:
+        """The entry of ``module``; ``params`` (default: the module's own) are those it is derived from."""
         if torch.is_grad_enabled():
             return make()
-        key = (dtype, *((p._version, p.data_ptr()) for p in module.parameters(recurse=False)))
+        params = module.parameters(recurse=False) if params is None else params
+        key = (dtype, *((p._version, p.data_ptr()) for p in params))
         entry = self._entries.get(id(module))
         if entry is None or entry[0] is not module or entry[1] != key:
             entry = self._entries[id(module)] = (module, key, make())
