@@ -65,6 +65,16 @@ def _streaming_model(kind: str, n_layer: int = 2) -> nn.Module:
     return (MemoryMosaic(MosaicConfig(**shape)) if kind == "mosaic" else GPT(GPTConfig(**shape))).eval()
 
 
+def test_param_cache_can_derive_an_entry_from_other_modules_parameters():
+    holder, a, b, cache = nn.Identity(), nn.Linear(2, 2), nn.Linear(2, 3), ParamCache()
+    params = [*a.parameters(), *b.parameters()]
+    with torch.no_grad():
+        first = cache.get(holder, torch.float32, lambda: torch.cat([a.weight, b.weight]), params)
+        assert cache.get(holder, torch.float32, pytest.fail, params) is first
+        b.bias.add_(1)  # any of them changing rebuilds it
+        assert cache.get(holder, torch.float32, lambda: "rebuilt", params) == "rebuilt"
+
+
 @pytest.mark.parametrize("kind", ["mosaic", "gpt"])
 def test_a_state_continues_only_its_own_model_and_sequences(kind):
     model, other = _streaming_model(kind), _streaming_model("gpt" if kind == "mosaic" else "mosaic")

@@ -165,6 +165,29 @@ def test_streaming_without_the_long_term_memory_and_with_gradients() -> None:
     torch.testing.assert_close(g_stream, g_full, rtol=1e-9, atol=1e-9)
 
 
+def test_a_stream_joins_projections_with_biases_and_rebuilds_them_after_a_step() -> None:
+    """Streaming joins a block's eight projections into one cached weight: with biases (zeros where a map has none)
+    it gives the full forward's logits, and a weight changed in place (an optimiser step) reaches the next token."""
+    torch.manual_seed(8)
+    model = MemoryMosaicV2(MosaicV2Config(**TINY, bias=True)).eval()
+    for lin in model.blocks[0].short_term.projections():
+        torch.nn.init.normal_(lin.bias)  # biases that matter
+    idx = torch.randint(0, 53, (2, 30))
+    with torch.no_grad():
+        full, _ = model(idx)
+        streamed, _ = stream(model, idx, [10] + [1] * 20)
+        torch.testing.assert_close(streamed, full, rtol=1e-4, atol=1e-5)
+        state = model.init_state()
+        model(idx[:, :1], state=state)  # the joined weights are cached now
+        model.blocks[1].long_term.value.W_v.weight.mul_(-2)
+        model.blocks[0].short_term.key.W_g.bias.add_(1)
+        changed = torch.cat([model(idx[:, t : t + 1], state=state)[0] for t in range(1, 30)], dim=1)
+        expected, _ = model(idx)
+    # token 0's pair was stored with the old weights, so the stream is not exactly the new model's; a stale cache
+    # would leave it the old model's
+    assert (changed - expected[:, 1:]).abs().max() < (changed - full[:, 1:]).abs().max()
+
+
 def test_generate_and_beam_search_stream_v2() -> None:
     from memory_mosaics.generate import beam_search, generate
 
