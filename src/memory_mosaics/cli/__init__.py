@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("memory_mosaics.cli.eval", "validation loss (and per-position loss) of a checkpoint"),
     "generate": ("memory_mosaics.cli.generate", "complete prompts with streaming generation or beam search"),
     "paper": ("memory_mosaics.cli.paper", "the paper's language-model figures and tables"),
+    "longctx": ("memory_mosaics.cli.longctx", "long-context recall and in-context learning: MQAR, needles, few-shot"),
 }
 
 

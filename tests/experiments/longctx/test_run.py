@@ -1,0 +1,119 @@
+"""The suite's loop: matched bodies, the engine's training step on task batches, scoring only the scored positions."""
+
+import pytest
+import torch
+
+from memory_mosaics.experiments.longctx.baselines import ARCHS, LSTMLM, LSTMConfig, body_params, make_model
+from memory_mosaics.experiments.longctx.common import IGNORE
+from memory_mosaics.experiments.longctx.fewshot import FewShot
+from memory_mosaics.experiments.longctx.run import SuiteConfig, evaluate, run_suite, train_model
+from memory_mosaics.experiments.longctx.tasks import FewShotTask, MQARTask
+
+V2 = {"short_window": 8, "long_delay": 4, "long_delay_min": 4, "long_delay_max": 8}
+FIELDS = {"vocab_size": 64, "block_size": 32, "n_layer": 1, "n_head": 2, "n_embd": 32}
+
+
+@pytest.mark.parametrize("width", [32, 64])
+def test_bodies_are_matched_to_v1(width):
+    target = body_params(make_model("mosaic", {**FIELDS, "n_embd": width}, V2)[0])
+    for name in ARCHS:
+        model = make_model(name, {**FIELDS, "n_embd": width}, V2)[0]
+        assert abs(body_params(model) - target) / target < 0.02, name
+    assert make_model("mosaic2-fixed", FIELDS, V2)[1]["long_delay_max"] == 4
+    assert make_model("mosaic2", FIELDS, V2)[1]["long_delay_max"] == 8
+
+
+def test_lstm_is_a_causal_language_model():
+    model = LSTMLM(LSTMConfig(vocab_size=20, n_layer=2, n_embd=16, hidden=24))
+    x = torch.randint(0, 20, (2, 12))
+    logits, loss = model(x, x)
+    assert logits.shape == (2, 12, 20) and loss is not None and model.lm_head.weight is model.wte.weight
+    y = x.clone()
+    y[:, 8:] = (y[:, 8:] + 1) % 20
+    assert torch.allclose(model(y)[0][:, :8], logits[:, :8])  # the future does not change the past
+    assert not torch.allclose(model(y)[0][:, 8:], logits[:, 8:])
+    with pytest.raises(NotImplementedError):
+        model.init_state()
+
+
+def tiny_mqar() -> MQARTask:
+    return MQARTask([(16, 2), (32, 4)], [(16, 2), (32, 4), (64, 8)], vocab_size=32, seed=1)
+
+
+def test_training_learns_mqar_and_the_untrained_model_is_at_chance():
+    task = tiny_mqar()
+    cfg = SuiteConfig(steps=60, batch_size=16, lr=1e-2, warmup_steps=5, eval_sequences=64, progress=False)
+    torch.manual_seed(0)
+    model, _ = make_model("mosaic", {**FIELDS, "vocab_size": 32}, V2)
+    before = evaluate(model, task, cfg, torch.device("cpu"))
+    assert all(r["accuracy"] < 0.25 for r in before)  # 16 possible values: chance is 1/16
+    trained = train_model(model, task, cfg, torch.device("cpu"), "mosaic")
+    after = evaluate(model, task, cfg, torch.device("cpu"))
+    assert trained["curve"][-1]["loss"] < trained["curve"][0]["loss"]
+    assert after[0]["accuracy"] > 0.9 and after[2]["accuracy"] > 0.6  # also on the longer cell it never saw
+    assert [r["scored"] for r in after] == [64 * 2, 64 * 4, 64 * 8]  # one scored position per key
+
+
+def test_scoring_counts_only_scored_positions():
+    """A model that predicts every next input token right but the values gets accuracy 0."""
+
+    class Echo(torch.nn.Module):
+        max_context = None
+
+        def forward(self, idx):
+            out = torch.full((*idx.shape, 32), -1e4)
+            out.scatter_(2, idx.roll(-1, 1).unsqueeze(-1), 0.0)  # the next input token (filler after a query)
+            return out, None
+
+        def train(self, mode=True):
+            return self
+
+    task = tiny_mqar()
+    cfg = SuiteConfig(eval_sequences=8, progress=False)
+    rows = evaluate(Echo(), task, cfg, torch.device("cpu"))  # type: ignore[arg-type]
+    assert all(r["accuracy"] == 0.0 and r["sequence_accuracy"] == 0.0 for r in rows)
+    batch = task.eval_batch(0, 0, 4)
+    assert (batch.targets != IGNORE).sum() == 8
+
+
+def test_v2_draws_its_delay_per_step_and_gpt_stops_at_its_positions(tmp_path):
+    task = FewShotTask(FewShot(n_pool=8, item_len=2, n_item_tokens=16, n_labels=4), 2, (1,), (0, 1, 3))
+    cfg = SuiteConfig(
+        models=["mosaic2", "mosaic2-fixed", "gpt"],
+        widths=[16],
+        n_layer=1,
+        n_head=2,
+        steps=4,
+        batch_size=4,
+        eval_sequences=4,
+        short_window=4,
+        long_delay=2,
+        long_delay_min=2,
+        long_delay_max=4,
+        progress=False,
+    )
+    results = run_suite(task, cfg)
+    gpt = next(r for r in results["runs"] if r["model"] == "gpt")
+    assert [r["accuracy"] is None for r in gpt["eval"]] == [False, False, True]
+    assert "learned positions" in gpt["eval"][2]["note"]
+    torch.manual_seed(0)
+    model, _ = make_model("mosaic2", {**FIELDS, "vocab_size": task.vocab_size}, V2)
+    train_model(model, task, cfg, torch.device("cpu"), "v2")
+    assert 4 <= model.train_delay <= 8  # engine.step drew m for the step
+
+
+def test_runs_are_reproducible():
+    task = tiny_mqar()
+    cfg = SuiteConfig(
+        models=["llama", "lstm"],
+        widths=[16],
+        n_layer=1,
+        n_head=2,
+        steps=3,
+        batch_size=4,
+        eval_sequences=8,
+        progress=False,
+    )
+    a, b = run_suite(task, cfg), run_suite(task, cfg)
+    assert [r["eval"] for r in a["runs"]] == [r["eval"] for r in b["runs"]]
+    assert [r["curve"] for r in a["runs"]] == [r["curve"] for r in b["runs"]]
