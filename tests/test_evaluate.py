@@ -54,3 +54,16 @@ def test_chunked_streaming_equals_one_forward(chunk: int) -> None:
     full = window_loss(model, tokens, 48, batch_size=2)
     streamed = window_loss(model, tokens, 48, batch_size=2, chunk=chunk)
     np.testing.assert_allclose(streamed["per_position"], full["per_position"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_document_masked_model_streams_its_windows_row_by_row() -> None:
+    """Windows end their documents at different positions: each row streams alone, and gives the one-forward
+    numbers (whose parallel form batches the documents)."""
+    torch.manual_seed(2)
+    model = MemoryMosaic(MosaicConfig(**TINY, doc_token=0))
+    rng = np.random.default_rng(2)
+    tokens = rng.integers(1, 37, 48 * 3 + 1)
+    tokens[rng.choice(len(tokens), 9, replace=False)] = 0  # end-of-text tokens where they fall
+    full = window_loss(model, tokens, 48, batch_size=3)
+    streamed = window_loss(model, tokens, 48, batch_size=3, chunk=7)
+    np.testing.assert_allclose(streamed["per_position"], full["per_position"], rtol=1e-5, atol=1e-6)

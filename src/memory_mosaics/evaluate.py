@@ -40,6 +40,9 @@ def _token_losses(model: LanguageModel, x: torch.Tensor, y: torch.Tensor, chunk:
     if chunk <= 0 or chunk >= T:
         logits, _ = model(x)
         return F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")
+    if getattr(model.config, "doc_token", None) is not None and x.shape[0] > 1:
+        # a document-masked state restarts where a document ends, so its rows cannot share one stream
+        return torch.cat([_token_losses(model, x[i : i + 1], y[i : i + 1], chunk) for i in range(x.shape[0])])
     state = model.init_state()
     parts = []
     for c in range(0, T, chunk):
