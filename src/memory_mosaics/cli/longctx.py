@@ -1,11 +1,12 @@
 """``mosaic longctx {mqar,needle,fewshot}``: the long-context recall and in-context learning suite (issue #24).
 
 Each task family trains every architecture (Memory Mosaic v1, v2 with a random and a fixed long-term delay m, GPT-2,
-llama with RoPE, an LSTM) with bodies matched to v1's, on generated sequences (no downloads), and scores them where
-the task asks: MQAR over a grid of (sequence length, key-value pairs), needles and variable tracking at 1×, 2×, 4×,
-8× the training length, few-shot classification with anonymous labels against the number of shots. ``--preset cpu``
-(the default) is sized for 2 CPU cores, ``--preset gpu`` for one GPU; any flag given overrides the preset. Each run
-writes a results folder: config.json (every option and seed), results.json, results.md and the plot."""
+llama with RoPE, an LSTM; Mamba and RWKV of Hugging Face ``transformers`` when asked for) with bodies matched to
+v1's, on generated sequences (no downloads), and scores them where the task asks: MQAR over a grid of (sequence
+length, key-value pairs), needles and variable tracking at 1×, 2×, 4×, 8× the training length, few-shot
+classification with anonymous labels against the number of shots. ``--preset cpu`` (the default) is sized for 2 CPU
+cores, ``--preset gpu`` for one GPU; any flag given overrides the preset. Each run writes a results folder:
+config.json (every option and seed), results.json, results.md and the plot."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from memory_mosaics.cli.types import device_name, natural, out_folder, positive
 
 HELP = "long-context recall and in-context learning: MQAR, needles / variable tracking, few-shot (issue #24)"
 MODELS = ("mosaic", "mosaic2", "mosaic2-fixed", "gpt", "llama", "lstm")
+EXTRA_MODELS = ("mamba", "rwkv")  # transformers' pure-PyTorch paths: slow on a CPU, so only when asked for
 
 # preset -> task -> option defaults (the flags' None); options common to the tasks under "*"
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -73,7 +75,13 @@ FIXED = {
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="option defaults: cpu (2 cores) or gpu")
     p.add_argument("--out", type=out_folder, help="results folder (default runs/longctx_<task>)")
-    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="architectures to train")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        choices=MODELS + EXTRA_MODELS,
+        default=list(MODELS),
+        help="architectures to train (default: all but mamba and rwkv, which need transformers)",
+    )
     p.add_argument("--widths", nargs="+", type=positive, help="n_embd of every model; each width is a separate run")
     p.add_argument("--n-layer", type=positive, help="blocks (LSTM layers)")
     p.add_argument("--n-head", type=positive, help="heads per memory / attention")

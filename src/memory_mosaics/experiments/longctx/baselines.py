@@ -72,6 +72,94 @@ class LSTMLM(LanguageModel):
         raise NotImplementedError("the LSTM baseline reads whole sequences; it has no streaming state")
 
 
+@dataclass
+class HFRecurrentConfig:
+    """Mamba or RWKV (v4) of Hugging Face ``transformers``, run on its pure-PyTorch path where no fused kernel is
+    installed (as on a CPU)."""
+
+    kind: str = "mamba"  # mamba | rwkv
+    vocab_size: int = 512
+    block_size: int = 256  # training length; not a limit
+    n_layer: int = 2
+    n_embd: int = 64
+    inner: int | None = None  # Mamba's expanded width (None: 2·n_embd), RWKV's FFN width (None: 4·n_embd)
+    state_size: int = 16  # Mamba's SSM state per channel
+    logit_scale: float = 1.0
+    doc_token: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("mamba", "rwkv"):
+            raise ValueError(f"kind must be 'mamba' or 'rwkv', got {self.kind!r}")
+        if self.kind == "rwkv" and self.n_layer < 2:
+            raise ValueError("transformers' RWKV initialisation needs n_layer >= 2")
+        if self.doc_token is not None:
+            raise ValueError("the Hugging Face baselines have no document-wise masking")
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError as e:
+        raise ImportError(
+            "the mamba and rwkv baselines need Hugging Face transformers: pip install transformers "
+            "(or the project's hf extra)"
+        ) from e
+    return transformers
+
+
+class HFRecurrentLM(LanguageModel):
+    """Our embedding → the ``transformers`` Mamba or RWKV backbone (read through ``inputs_embeds``; its own
+    embedding has one row, unused) → LayerNorm → tied head. The backbone keeps its library's initialisation (Mamba's
+    dt and A, RWKV's time mixing); only our embedding takes GPT-2's N(0, 0.02)."""
+
+    config_class: ClassVar[type] = HFRecurrentConfig
+
+    def __init__(self, config: HFRecurrentConfig) -> None:
+        super().__init__(config)
+        tf = _transformers()
+        d = config.n_embd
+        if config.kind == "mamba":
+            inner = config.inner or 2 * d
+            hf = tf.MambaConfig(
+                vocab_size=1,
+                hidden_size=d,
+                num_hidden_layers=config.n_layer,
+                state_size=config.state_size,
+                use_cache=False,
+            )
+            hf.intermediate_size = inner  # expand must be an integer; the width need not be a multiple of d
+            self.backbone = tf.MambaModel(hf)
+        else:
+            hf = tf.RwkvConfig(
+                vocab_size=1,
+                hidden_size=d,
+                num_hidden_layers=config.n_layer,
+                attention_hidden_size=d,
+                intermediate_size=config.inner or 4 * d,
+                context_length=16 * config.block_size,
+                use_cache=False,
+            )
+            self.backbone = tf.RwkvModel(hf)
+        self.model_type = config.kind  # type: ignore[misc]
+        self.wte = nn.Embedding(config.vocab_size, d)
+        nn.init.normal_(self.wte.weight, mean=0.0, std=0.02)
+        self.blocks = nn.ModuleList()
+        self.ln_f = nn.LayerNorm(d)
+        self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def embed(self, idx: Tensor, position: int) -> Tensor:
+        return self.wte(idx)
+
+    def run_blocks(self, x: Tensor, state: ModelState | None) -> Tensor:
+        if state is not None:
+            raise NotImplementedError("the Hugging Face baselines read whole sequences here; no streaming state")
+        return self.backbone(inputs_embeds=x, use_cache=False).last_hidden_state
+
+    def init_state(self) -> ModelState:
+        raise NotImplementedError("the Hugging Face baselines read whole sequences here; no streaming state")
+
+
 # the architectures of the suite: name -> (library architecture, config overrides); "fixed" holds v2's long-term
 # delay m at its inference value in training too (the paper's Table 12 ablation against a random m)
 ARCHS: dict[str, str] = {
@@ -81,6 +169,8 @@ ARCHS: dict[str, str] = {
     "gpt": "gpt",
     "llama": "llama",
     "lstm": "lstm",
+    "mamba": "mamba",
+    "rwkv": "rwkv",
 }
 LABELS = {
     "mosaic": "Memory Mosaic v1",
@@ -89,13 +179,25 @@ LABELS = {
     "gpt": "GPT-2 (learned positions)",
     "llama": "llama (RoPE)",
     "lstm": "LSTM",
+    "mamba": "Mamba (transformers)",
+    "rwkv": "RWKV-4 (transformers)",
 }
-WIDTH_FIELD = {"mosaic2": "ffn_hidden", "llama": "ffn_hidden", "lstm": "hidden"}  # the knob match_body turns
+WIDTH_FIELD = {
+    "mosaic2": "ffn_hidden",
+    "llama": "ffn_hidden",
+    "lstm": "hidden",
+    "mamba": "inner",
+    "rwkv": "inner",
+}  # the knob match_body turns
 
 
 def body_params(model: nn.Module) -> int:
     """Parameters outside the vocabulary matrices: the token embedding and an untied classifier."""
     vocab = {id(model.wte.weight), id(model.lm_head.weight)}
+    backbone = getattr(model, "backbone", None)
+    for name in ("embeddings", "embedding"):  # a Hugging Face backbone's own one-row embedding, unused
+        if backbone is not None and hasattr(backbone, name):
+            vocab.add(id(getattr(backbone, name).weight))
     positions = set(getattr(model, "position_params", ()))
     return sum(
         p.numel() for n, p in model.named_parameters(remove_duplicate=True) if id(p) not in vocab and n not in positions
@@ -106,6 +208,9 @@ def _build(arch: str, fields: dict[str, Any]) -> LanguageModel:
     if arch == "lstm":
         known = {f.name for f in dataclasses.fields(LSTMConfig)}
         return LSTMLM(LSTMConfig(**{k: v for k, v in fields.items() if k in known}))
+    if arch in ("mamba", "rwkv"):
+        known = {f.name for f in dataclasses.fields(HFRecurrentConfig)}
+        return HFRecurrentLM(HFRecurrentConfig(kind=arch, **{k: v for k, v in fields.items() if k in known}))
     return build_model(arch, **fields)
 
 
