@@ -67,6 +67,10 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     task = results["config"]["task"]["task"]
     axis = AXIS[task]
     runs = results["runs"]
+    models = list(dict.fromkeys(r["model"] for r in runs))
+    widths = sorted({r["n_embd"] for r in runs})
+    colour = {m: f"C{i % 10}" for i, m in enumerate(models)}  # one colour per model, one line style per width
+    style = {w: ("-", "--", ":", "-.")[i % 4] for i, w in enumerate(widths)}
     panels = sorted({r["seq_len"] for r in runs[0]["eval"]}) if task == "mqar" else [None]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=True)
     for ax, length in zip(axes[0], panels, strict=True):
@@ -75,7 +79,15 @@ def plot(results: dict[str, Any], path: Path) -> Path:
             pts = [(r[axis], r["accuracy"]) for r in rows if r.get("accuracy") is not None]
             if pts:
                 xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, marker="o", label=f"{run['label']}, d {run['n_embd']}")
+                ax.plot(
+                    xs,
+                    ys,
+                    marker="o",
+                    ms=3,
+                    color=colour[run["model"]],
+                    ls=style[run["n_embd"]],
+                    label=f"{run['label']}, d {run['n_embd']}",
+                )
         if axis in ("seq_len", "n_kv"):
             ax.set_xscale("log", base=2)
         if task in ("needle", "vt"):
