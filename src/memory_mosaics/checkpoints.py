@@ -47,6 +47,14 @@ TOKENIZER = "tokenizer.json"
 RUN_FILE = "run.json"  # a training run's resolved configuration, beside its checkpoints
 _NAME = re.compile(r"^ckpt-(\d{7,})$")
 _TOKENIZER_FIELDS = ("kind", "vocab_size", "eot_id")  # what must agree between a model and a token stream
+# Hugging Face names of each architecture (memory_mosaics.hf registers them): config.json's "model_type" is the one
+# AutoConfig reads, "arch" ours. Ours cannot be HF's: "llama" is transformers' own.
+HF_MODEL_TYPES = {
+    "mosaic": ("memory_mosaic", "MemoryMosaicForCausalLM"),
+    "mosaic2": ("memory_mosaic_v2", "MemoryMosaicV2ForCausalLM"),
+    "gpt": ("memory_mosaics_gpt", "MosaicsGPTForCausalLM"),
+    "llama": ("memory_mosaics_llama", "MosaicsLlamaForCausalLM"),
+}
 
 
 # ---- model folders --------------------------------------------------------------------------------------------------
@@ -60,11 +68,29 @@ def save_model(model: LanguageModel, directory: str | Path) -> Path:
     tmp = directory / (WEIGHTS_FILE + ".tmp")
     save_safetensors(model, str(tmp))
     tmp.replace(directory / WEIGHTS_FILE)
-    meta = {"model_type": model.model_type, "config": dataclasses.asdict(model.config)}
+    meta = {"arch": model.model_type, "config": dataclasses.asdict(model.config), **hf_fields(model)}
     tmp = directory / (CONFIG_FILE + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     tmp.replace(directory / CONFIG_FILE)
     return directory
+
+
+def hf_fields(model: LanguageModel) -> dict[str, Any]:
+    """What ``transformers`` reads from config.json (``memory_mosaics.hf.MosaicsHFConfig``), beside our fields."""
+    c = model.config
+    hf_type, class_name = HF_MODEL_TYPES[model.model_type]
+    fields = {
+        "model_type": hf_type,
+        "architectures": [class_name],
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.n_embd,
+        "num_hidden_layers": c.n_layer,
+        "num_attention_heads": c.n_head,
+        "tie_word_embeddings": model.lm_head.weight is model.wte.weight,
+    }
+    if model.max_context is not None:  # learned positions: tools (lm_eval) read the limit here
+        fields["max_position_embeddings"] = model.max_context
+    return fields
 
 
 def read_config(directory: str | Path) -> tuple[str, dict[str, Any]]:
@@ -77,7 +103,7 @@ def read_config(directory: str | Path) -> tuple[str, dict[str, Any]]:
         raise FileNotFoundError(f"{directory} has no {CONFIG_FILE}; is it a directory written by save_pretrained?")
     try:
         meta = json.loads(path.read_text())
-        return meta["model_type"], meta["config"]
+        return meta.get("arch", meta["model_type"]), meta["config"]  # folders before the HF fields: no "arch"
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{path} is not a valid model config: {e}") from e
 
@@ -223,6 +249,8 @@ def save_training(
             shutil.copyfile(src, tmp / TOKENIZER)
             data_meta["tokenizer"] = {**tok, "path": TOKENIZER}
     (tmp / DATA_META).write_text(json.dumps(data_meta, indent=2) + "\n")
+    write_hf_tokenizer(tmp, data_meta.get("tokenizer", {}))
+    write_model_card(tmp, model, step, data_meta, trainer_state, run_dir)
     files = {}
     for p in sorted(tmp.iterdir()):
         with p.open("rb") as f:
@@ -246,6 +274,98 @@ def save_training(
         if old != final:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+# ---- Hugging Face files of a folder (no transformers needed to write them) ------------------------------------------
+def write_hf_tokenizer(directory: Path, tok: dict[str, Any]) -> bool:
+    """Make ``AutoTokenizer.from_pretrained(directory)`` work: ``tokenizer.json`` (our BPE's file, or GPT-2's built from
+    its encoder.json and vocab.bpe) and a ``tokenizer_config.json`` naming ``PreTrainedTokenizerFast``. False when
+    there is no tokenizer to write (GPT-2's files not found)."""
+    from memory_mosaics.data.tokenizer import EOT, find_gpt2_dir
+
+    if tok.get("kind") == "gpt2" and not (directory / TOKENIZER).is_file():
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+        gpt2 = find_gpt2_dir()
+        if gpt2 is None or not (gpt2 / "encoder.json").is_file() or not (gpt2 / "vocab.bpe").is_file():
+            return False
+        t = Tokenizer(models.BPE.from_file(str(gpt2 / "encoder.json"), str(gpt2 / "vocab.bpe")))
+        t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        t.decoder = decoders.ByteLevel()
+        t.add_special_tokens([EOT])
+        t.save(str(directory / TOKENIZER))
+    if not (directory / TOKENIZER).is_file():
+        return False
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": EOT,
+        "eos_token": EOT,
+        "unk_token": EOT,
+        "pad_token": EOT,  # only ever left padding under an attention mask; never stored in a memory
+        "model_max_length": 1_000_000_000,
+        "clean_up_tokenization_spaces": False,
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if tok.get("eot_id") is not None:
+        ids = {"bos_token_id": tok["eot_id"], "eos_token_id": tok["eot_id"], "pad_token_id": tok["eot_id"]}
+        (directory / "generation_config.json").write_text(json.dumps(ids, indent=2) + "\n")
+    return True
+
+
+def write_model_card(
+    directory: Path,
+    model: LanguageModel,
+    step: int,
+    data_meta: dict[str, Any],
+    trainer_state: dict[str, Any],
+    run_dir: Path,
+) -> None:
+    """``README.md``: architecture, parameters, training data and steps, the last validation loss, the command."""
+    c = model.config
+    val = None
+    log = run_dir / "log.jsonl"
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "val_loss" in record:
+                val = record
+    run_file = run_dir / RUN_FILE
+    run = json.loads(run_file.read_text()) if run_file.is_file() else {}
+    command = run.get("command") or run.get("argv")
+    if isinstance(command, list):
+        command = " ".join(command)
+    hf_type = HF_MODEL_TYPES[model.model_type][0]
+    train = data_meta.get("splits", {}).get("train", {})
+    sources = ", ".join(map(str, train.get("sources", []))) or "unrecorded"
+    val_text = f"{val['val_loss']:.4f} at step {val.get('step')}" if val else "not measured yet"
+    lines = [
+        "---",
+        "library_name: transformers",
+        f"tags: [memory-mosaics, {model.model_type}]",
+        "---",
+        f"# {model.model_type} ({hf_type})",
+        "",
+        "A model of the `memory-mosaics` library. Load it with `import memory_mosaics.hf` and "
+        "`AutoModelForCausalLM.from_pretrained(folder)` / `AutoTokenizer.from_pretrained(folder)`, or with "
+        "`memory_mosaics.checkpoints.load_pretrained(folder)`.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| architecture | {model.model_type}: {c.n_layer} blocks, d {c.n_embd}, {c.n_head} heads, "
+        f"vocab {c.vocab_size} |",
+        f"| parameters | {model.num_params(non_embedding=False):,} ({model.num_params():,} non-embedding) |",
+        f"| training data | {sources}, {train.get('tokens', '?')} tokens "
+        f"(tokenizer {data_meta.get('tokenizer', {}).get('kind')}; data_meta.json) |",
+        f"| training steps | {step} ({trainer_state.get('tokens', '?')} tokens) |",
+        f"| validation loss | {val_text} |",
+        f"| command | `{command or 'mosaic train (see run.json)'}` |",
+        "",
+        "Architecture config: `config.json` (`config`); training config: `trainer.pt` and the run's `run.json`.",
+    ]
+    (directory / "README.md").write_text("\n".join(lines) + "\n")
 
 
 def set_aside(ckpt: Path) -> Path:

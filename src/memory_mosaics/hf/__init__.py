@@ -1,0 +1,16 @@
+"""Hugging Face ``transformers`` integration: a config, a ``PreTrainedModel`` and a ``...ForCausalLM`` per architecture
+(v1, v2, the GPT and llama baselines), wrapping the library's models, with a ``Cache`` that carries their streaming
+state so that ``generate()`` does O(1) work per token. Importing this package registers them with ``AutoConfig`` and
+``AutoModelForCausalLM``; a folder written by ``save_pretrained`` or ``mosaic train`` loads with either."""
+
+from memory_mosaics.hf.modeling import (
+    HF_CLASSES,
+    MosaicCache,
+    MosaicsForCausalLM,
+    MosaicsHFConfig,
+    register,
+)
+
+register()
+
+__all__ = ["HF_CLASSES", "MosaicCache", "MosaicsForCausalLM", "MosaicsHFConfig", "register"]
