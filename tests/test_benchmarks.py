@@ -65,6 +65,11 @@ def run(script: str, *args: str) -> dict:
         ),
         # the default pair: the GPT's learned positions must reach the last timed token (40 + 1 untimed + 2)
         ("streaming.py", STREAM_POSITIONS, "per_token_by_position"),
+        (
+            "hf_generate.py",
+            [*TINY, "--layers", "1", "--vocab", "64", "--prompt", "4", "--new-tokens", "4", *ONCE[2:]],
+            "hf_over_ours_tokens_per_s",
+        ),
     ],
 )
 def test_benchmark_runs_and_prints_json(script: str, args: list[str], key: str) -> None:
