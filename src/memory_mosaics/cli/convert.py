@@ -44,9 +44,34 @@ def run(args: argparse.Namespace) -> int:
     except (ConversionError, ShardError) as e:
         print(f"mosaic convert: error: {e}", file=sys.stderr)
         return 1
+    _write_tokenizer(args, model.config.vocab_size)
     c = model.config
     print(
         f"{args.out}: Memory Mosaic, {c.n_layer} blocks, d={c.n_embd}, {c.n_head} heads, vocab {c.vocab_size}, "
         f"pmem {c.pmem_count}x{c.pmem_size}, {model.num_params() / 1e6:.2f}M non-embedding parameters"
     )
     return 0
+
+
+def _write_tokenizer(args: argparse.Namespace, vocab_size: int) -> None:
+    """The tokenizer beside the weights, for ``AutoTokenizer.from_pretrained(out)``: the dataset's (``--data``), else
+    GPT-2's for a GPT-2-sized vocabulary (the authors' checkpoints), when its files are found."""
+    import shutil
+    from pathlib import Path
+
+    from memory_mosaics.checkpoints import TOKENIZER, write_hf_tokenizer
+    from memory_mosaics.data.shards import read_meta
+    from memory_mosaics.data.tokenizer import GPT2_EOT_ID, GPT2_VOCAB
+    from memory_mosaics.models.base import VOCAB_PADDING
+
+    if args.data:
+        tok = dict(read_meta(args.data)["tokenizer"])
+        if tok.get("path"):
+            src = Path(tok["path"]) if Path(tok["path"]).is_absolute() else Path(args.data) / tok["path"]
+            shutil.copyfile(src, Path(args.out) / TOKENIZER)
+    elif GPT2_VOCAB <= vocab_size < GPT2_VOCAB + VOCAB_PADDING:
+        tok = {"kind": "gpt2", "eot_id": GPT2_EOT_ID}
+    else:
+        return
+    if not write_hf_tokenizer(Path(args.out), tok):
+        print(f"mosaic convert: note: no {tok['kind']} tokenizer files found; {args.out} has no tokenizer")
