@@ -22,7 +22,9 @@ import dataclasses
 import json
 import os
 import re
+import shlex
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,7 @@ def save_model(model: LanguageModel, directory: str | Path) -> Path:
     tmp = directory / (CONFIG_FILE + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     tmp.replace(directory / CONFIG_FILE)
+    write_model_card(directory, model)  # save_training rewrites it with what training knows
     return directory
 
 
@@ -315,16 +318,18 @@ def write_hf_tokenizer(directory: Path, tok: dict[str, Any]) -> bool:
 def write_model_card(
     directory: Path,
     model: LanguageModel,
-    step: int,
-    data_meta: dict[str, Any],
-    trainer_state: dict[str, Any],
-    run_dir: Path,
+    step: int | None = None,
+    data_meta: dict[str, Any] | None = None,
+    trainer_state: dict[str, Any] | None = None,
+    run_dir: Path | None = None,
 ) -> None:
-    """``README.md``: architecture, parameters, training data and steps, the last validation loss, the command."""
+    """``README.md``: architecture, parameters, training data and steps, the last validation loss, the command (what is
+    known: a folder saved outside training records only the first two)."""
     c = model.config
+    data_meta, trainer_state = data_meta or {}, trainer_state or {}
     val = None
-    log = run_dir / "log.jsonl"
-    if log.is_file():
+    log = run_dir / "log.jsonl" if run_dir is not None else None
+    if log is not None and log.is_file():
         for line in log.read_text().splitlines():
             try:
                 record = json.loads(line)
@@ -332,11 +337,13 @@ def write_model_card(
                 continue
             if isinstance(record, dict) and "val_loss" in record:
                 val = record
-    run_file = run_dir / RUN_FILE
-    run = json.loads(run_file.read_text()) if run_file.is_file() else {}
+    run_file = run_dir / RUN_FILE if run_dir is not None else None
+    run = json.loads(run_file.read_text()) if run_file is not None and run_file.is_file() else {}
     command = run.get("command") or run.get("argv")
     if isinstance(command, list):
-        command = " ".join(command)
+        command = shlex.join(command)
+    if not command and step is not None and Path(sys.argv[0]).name in ("mosaic", "__main__.py") and "train" in sys.argv:
+        command = shlex.join(["mosaic", *sys.argv[1:]])  # this process is the command that trains it
     hf_type = HF_MODEL_TYPES[model.model_type][0]
     train = data_meta.get("splits", {}).get("train", {})
     sources = ", ".join(map(str, train.get("sources", []))) or "unrecorded"
@@ -359,12 +366,14 @@ def write_model_card(
         f"| parameters | {model.num_params(non_embedding=False):,} ({model.num_params():,} non-embedding) |",
         f"| training data | {sources}, {train.get('tokens', '?')} tokens "
         f"(tokenizer {data_meta.get('tokenizer', {}).get('kind')}; data_meta.json) |",
-        f"| training steps | {step} ({trainer_state.get('tokens', '?')} tokens) |",
+        f"| training steps | {'not recorded' if step is None else step} ({trainer_state.get('tokens', '?')} tokens) |",
         f"| validation loss | {val_text} |",
-        f"| command | `{command or 'mosaic train (see run.json)'}` |",
+        f"| command | {f'`{command}`' if command else 'not recorded; the training config is below'} |",
         "",
         "Architecture config: `config.json` (`config`); training config: `trainer.pt` and the run's `run.json`.",
     ]
+    if trainer_state.get("train"):
+        lines += ["", "```json", json.dumps(trainer_state["train"], indent=2, default=str), "```"]
     (directory / "README.md").write_text("\n".join(lines) + "\n")
 
 
