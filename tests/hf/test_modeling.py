@@ -160,3 +160,22 @@ def test_training_checkpoint_has_tokenizer_and_card(tmp_path):
     assert "2.5000 at step 3" in card and "toy.txt" in card and "1 blocks, d 32" in card
     hf = AutoModelForCausalLM.from_pretrained(ckpt)
     assert hf.generation_config.eos_token_id == tok.eot_id
+
+
+def test_stopping_at_eos_and_by_criteria(pair):
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    ours, hf = pair
+    x = torch.randint(1, V, (3, 4))
+    free = generate(ours, x, 10, greedy=True)
+    eos = int(free[0, 6])  # a token row 0 produces: it stops there
+    out = hf.generate(x, max_new_tokens=10, do_sample=False, eos_token_id=eos, pad_token_id=eos)
+    ref = generate(ours, x, 10, greedy=True, eos_token=eos)
+    assert torch.equal(out, ref[:, : out.shape[1]]) and bool((ref[:, out.shape[1] :] == eos).all())
+
+    class AfterThree(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), input_ids.shape[1] >= 7, dtype=torch.bool)
+
+    out = hf.generate(x, max_new_tokens=10, do_sample=False, stopping_criteria=StoppingCriteriaList([AfterThree()]))
+    assert torch.equal(out, free[:, :7])
