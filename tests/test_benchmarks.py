@@ -14,6 +14,7 @@ ONCE = ["--warmup", "1", "--repeats", "1", "--threads", "1"]
 THROUGHPUT = [*TINY, "--contexts", "16", "--batch", "2", "--layers", "1", "--vocab", "64", "--steps", "1", *ONCE]
 STREAM_POSITIONS = [*TINY, "--new-tokens", "2", "--prompt", "2", "--layers", "1", "--vocab", "64", "--repeats", "1"]
 STREAM_POSITIONS += ["--positions", "4", "40", "--steps-per-position", "2"]
+V2_STEP = ["--steps", "2", "--repeats", "1"]
 
 
 def run(script: str, *args: str) -> dict:
@@ -66,6 +67,11 @@ def run(script: str, *args: str) -> dict:
         # the default pair: the GPT's learned positions must reach the last timed token (40 + 1 untimed + 2)
         ("streaming.py", STREAM_POSITIONS, "per_token_by_position"),
         (
+            "v2_memory_step.py",
+            [*TINY, "--positions", "4", "20", *V2_STEP, "--short-window", "4", "--long-delay", "2"],
+            "step_us_last_over_first_position",
+        ),
+        (
             "hf_generate.py",
             [*TINY, "--layers", "1", "--vocab", "64", "--prompt", "4", "--new-tokens", "4", *ONCE[2:]],
             "hf_over_ours_tokens_per_s",
@@ -117,6 +123,8 @@ def test_throughput_reports_a_dead_measuring_process_instead_of_hanging() -> Non
         ("streaming.py", ["--new-tokens", "0"], "argument --new-tokens: must be >= 1, got 0"),
         ("streaming.py", ["--positions", "0"], "argument --positions: must be >= 1, got 0"),
         ("layers.py", ["--repeats", "0"], "argument --repeats: must be >= 1, got 0"),
+        ("v2_memory_step.py", ["--positions", "0"], "argument --positions: must be >= 1, got 0"),
+        ("v2_memory_step.py", ["--heads", "3"], "must be divisible by --heads"),
     ],
 )
 def test_benchmarks_refuse_impossible_settings_before_measuring(script: str, args: list[str], message: str) -> None:
