@@ -72,6 +72,24 @@ def run(script: str, *args: str) -> dict:
             "step_us_last_over_first_position",
         ),
         (
+            "v2_scan_share.py",
+            [
+                *TINY,
+                "--contexts",
+                "16",
+                "--batch",
+                "2",
+                "--layers",
+                "1",
+                "--vocab",
+                "64",
+                *V2_STEP[:2],
+                "--threads",
+                "1",
+            ],
+            "mosaic2_free_scan_over_llama_tokens_per_s",
+        ),
+        (
             "hf_generate.py",
             [*TINY, "--layers", "1", "--vocab", "64", "--prompt", "4", "--new-tokens", "4", *ONCE[2:]],
             "hf_over_ours_tokens_per_s",
@@ -125,6 +143,7 @@ def test_throughput_reports_a_dead_measuring_process_instead_of_hanging() -> Non
         ("layers.py", ["--repeats", "0"], "argument --repeats: must be >= 1, got 0"),
         ("v2_memory_step.py", ["--positions", "0"], "argument --positions: must be >= 1, got 0"),
         ("v2_memory_step.py", ["--heads", "3"], "must be divisible by --heads"),
+        ("v2_scan_share.py", ["--heads", "3"], "must be divisible by --heads"),
     ],
 )
 def test_benchmarks_refuse_impossible_settings_before_measuring(script: str, args: list[str], message: str) -> None:
