@@ -11,7 +11,8 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 TINY = ["--d", "32", "--heads", "4"]
 ONCE = ["--warmup", "1", "--repeats", "1", "--threads", "1"]
-THROUGHPUT = [*TINY, "--contexts", "16", "--batch", "2", "--layers", "1", "--vocab", "64", "--steps", "1", *ONCE]
+SHAPE = [*TINY, "--contexts", "16", "--batch", "2", "--layers", "1", "--vocab", "64"]
+THROUGHPUT = [*SHAPE, "--steps", "1", *ONCE]
 STREAM_POSITIONS = [*TINY, "--new-tokens", "2", "--prompt", "2", "--layers", "1", "--vocab", "64", "--repeats", "1"]
 STREAM_POSITIONS += ["--positions", "4", "40", "--steps-per-position", "2"]
 V2_STEP = ["--steps", "2", "--repeats", "1"]
@@ -73,20 +74,7 @@ def run(script: str, *args: str) -> dict:
         ),
         (
             "v2_scan_share.py",
-            [
-                *TINY,
-                "--contexts",
-                "16",
-                "--batch",
-                "2",
-                "--layers",
-                "1",
-                "--vocab",
-                "64",
-                *V2_STEP[:2],
-                "--threads",
-                "1",
-            ],
+            [*SHAPE, "--steps", "1", "--warmup", "1", "--threads", "1"],
             "mosaic2_free_scan_over_llama_tokens_per_s",
         ),
         (
