@@ -1,28 +1,39 @@
 """The transformers wrappers: same logits as ours, generate() = memory_mosaics.generate, left padding exact."""
 
+import dataclasses
 import json
+import re
 
 import pytest
 import torch
 
 pytest.importorskip("transformers")
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 import memory_mosaics.hf  # noqa: F401  (registers the Auto classes)
 from memory_mosaics import checkpoints
 from memory_mosaics.data.tokenizer import BPETokenizer
 from memory_mosaics.generate import beam_search, generate
-from memory_mosaics.hf import MosaicCache
+from memory_mosaics.hf import HF_CLASSES, MosaicCache
 from memory_mosaics.models import build_model
+from memory_mosaics.state import LayerState, ModelState, PairStore
 
 ARCHS = ["mosaic", "mosaic2", "gpt", "llama"]
 V = 64
 
 
 def tiny(arch: str) -> torch.nn.Module:
+    """A one-block model whose next token depends on the whole context: the matrices drawn at std 0.3, not GPT-2's
+    0.02 (at which the last token alone decides the logits, so a wrong memory or a beam given another beam's state
+    would go unseen)."""
     torch.manual_seed(0)
-    return build_model(arch, vocab_size=V, n_layer=1, n_embd=32, n_head=4, block_size=64).eval()
+    model = build_model(arch, vocab_size=V, n_layer=1, n_embd=32, n_head=4, block_size=64).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.3)
+    return model
 
 
 @pytest.fixture(scope="module", params=ARCHS)
@@ -39,6 +50,47 @@ def recompute_greedy(ours, idx: torch.Tensor, n: int) -> torch.Tensor:
     for _ in range(n):
         idx = torch.cat([idx, ours(idx)[0][:, -1].argmax(-1, keepdim=True)], 1)
     return idx
+
+
+def lengths_read(hf) -> list[int]:
+    """Records the number of positions of each call of the library model under ``hf`` (a forward pre-hook)."""
+    seen: list[int] = []
+    hf.model.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
+    return seen
+
+
+def row_of(state: ModelState, r: int) -> dict:
+    """Everything row ``r`` of a streaming state holds, by name: each tensor's row, each pair store's length and rows,
+    the positions (the per-parameter caches are not per row)."""
+    out: dict = {"position": state.position}
+
+    def walk(obj, name: str) -> None:
+        if isinstance(obj, torch.Tensor):
+            out[name] = obj[r]
+        elif isinstance(obj, PairStore):
+            out[name + ".length"] = obj.length
+            out[name] = None if obj.data is None else obj.data[r]
+        elif isinstance(obj, LayerState):
+            for f in dataclasses.fields(obj):
+                walk(getattr(obj, f.name), f"{name}.{f.name}")
+        elif isinstance(obj, list | tuple):
+            for i, x in enumerate(obj):
+                walk(x, f"{name}.{i}")
+        elif isinstance(obj, int | float | bool) or obj is None:
+            out[name] = obj
+
+    for i, layer in enumerate(state.layers):
+        walk(layer, f"layers.{i}")
+    return out
+
+
+def padded(rows: list[torch.Tensor], pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :], mask[i, width - len(r) :] = r, 1
+    return ids, mask
 
 
 def test_folder_is_both(pair):
@@ -69,6 +121,32 @@ def test_greedy_and_sampling_match_ours(pair):
     assert torch.equal(sampled, generate(ours, x, 8, seed=7))  # a fresh generator seeded 7 = the default one
 
 
+def test_cache_free_recomputation_gives_the_same_tokens(pair):
+    """generate(use_cache=False) re-reads the whole sequence at every step (a full forward, no state): the streamed
+    tokens equal it, greedy and seeded sampling, and it really does re-read what the cached run does not."""
+    _, hf = pair
+    x = torch.randint(1, V, (2, 5))
+    seen = lengths_read(hf)
+    cached = hf.generate(x, max_new_tokens=8, do_sample=False)
+    assert seen == [5] + [1] * 7
+    seen.clear()
+    assert torch.equal(cached, hf.generate(x, max_new_tokens=8, do_sample=False, use_cache=False))
+    assert seen == list(range(5, 13))
+    kw = {"max_new_tokens": 8, "do_sample": True, "top_k": None, "top_p": None}
+    torch.manual_seed(11)
+    sampled = hf.generate(x, **kw)
+    torch.manual_seed(11)
+    assert torch.equal(sampled, hf.generate(x, use_cache=False, **kw))
+
+
+def test_max_new_tokens(pair):
+    _, hf = pair
+    x = torch.randint(1, V, (2, 5))
+    for n in (1, 3):
+        assert hf.generate(x, max_new_tokens=n, do_sample=False).shape == (2, 5 + n)
+        assert hf.generate(x, max_new_tokens=n, num_beams=2, do_sample=False).shape == (2, 5 + n)
+
+
 def test_sampling_uses_the_seed(pair):
     ours, hf = pair
     x = torch.randint(1, V, (1, 4))
@@ -79,7 +157,8 @@ def test_sampling_uses_the_seed(pair):
 
 def test_beam_search_width_2(pair):
     ours, hf = pair
-    x = torch.randint(1, V, (2, 4))
+    torch.manual_seed(2)  # prompts whose beams swap in a way a cache not reordered would miss (checked, every arch)
+    x = torch.randint(1, V, (3, 4))
     out = hf.generate(x, max_new_tokens=6, num_beams=2, do_sample=False, length_penalty=1.0, early_stopping=False)
     assert torch.equal(out, beam_search(ours, x, 6, num_beams=2))
 
@@ -87,12 +166,11 @@ def test_beam_search_width_2(pair):
 def test_left_padding_equals_each_row_alone(pair):
     ours, hf = pair
     rows = [torch.randint(1, V, (n,)) for n in (3, 6, 6, 1)]
-    width = max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r) :], mask[i, width - len(r) :] = r, 1
+    ids, mask = padded(rows)
+    width = ids.shape[1]
+    seen = lengths_read(hf)
     out = hf.generate(ids, attention_mask=mask, max_new_tokens=5, do_sample=False)
+    assert sorted(seen[:3]) == [1, 3, 6] and seen[3:] == [1] * 12  # the prompt per group; then one token per group
     for i, r in enumerate(rows):
         assert torch.equal(out[i, width:], generate(ours, r[None], 5, greedy=True)[0, len(r) :]), i
     with torch.no_grad():  # and the logits of the real positions, without a cache
@@ -115,6 +193,57 @@ def test_padding_never_stored(pair):
         hf(ids, attention_mask=torch.tensor([[1, 0, 1, 1, 1, 1], [1] * 6]))
 
 
+def test_padded_positions_are_never_stored(pair):
+    """Inspect the state after a left-padded prompt: each row holds exactly what it holds when it is read alone (the
+    same number of stored pairs, the same keys, values and recurrent states), whatever the pad tokens are."""
+    ours, hf = pair
+    rows = [torch.randint(1, V, (n,)) for n in (2, 5, 5, 1)]
+    for pad in (0, 63):
+        ids, mask = padded(rows, pad)
+        with torch.no_grad():
+            cache = hf(ids, attention_mask=mask, use_cache=True).cache
+        assert isinstance(cache, MosaicCache) and cache.seen == ids.shape[1] and len(cache.groups) == 3
+        for i, r in enumerate(rows):
+            (group,) = [(g, state) for g, state in cache.groups if i in g.tolist()]
+            local = group[0].tolist().index(i)
+            alone = ours.init_state()
+            with torch.no_grad():
+                ours(r[None], state=alone)
+            got, want = row_of(group[1], local), row_of(alone, 0)
+            assert got.keys() == want.keys() and got["position"] == len(r)
+            stores = [k for k in want if k.endswith(".length")]
+            assert stores and all(got[k] == want[k] for k in stores), (i, {k: (got[k], want[k]) for k in stores})
+            for k, v in want.items():
+                if isinstance(v, torch.Tensor):
+                    torch.testing.assert_close(got[k], v, rtol=0, atol=1e-5, msg=f"row {i}: {k}")
+
+
+def test_beam_search_with_left_padding(pair):
+    """Beam search over a left-padded batch: generate() reorders the cache at every step, moving rows between padding
+    groups; each row's result equals our beam search of that row alone."""
+    ours, hf = pair
+    rows = [torch.randint(1, V, (n,)) for n in (2, 5, 4)]
+    ids, mask = padded(rows)
+    reorders = []
+    hf_reorder = MosaicCache.reorder_cache
+
+    def spy(cache, beam_idx):
+        reorders.append(beam_idx.tolist())
+        return hf_reorder(cache, beam_idx)
+
+    MosaicCache.reorder_cache = spy
+    try:
+        out = hf.generate(
+            ids, attention_mask=mask, max_new_tokens=6, num_beams=2, do_sample=False, early_stopping=False
+        )
+    finally:
+        MosaicCache.reorder_cache = hf_reorder
+    assert any(idx != sorted(idx) or len(set(idx)) < len(idx) for idx in reorders[1:])  # beams did move
+    for i, r in enumerate(rows):
+        want = beam_search(ours, r[None], 6, num_beams=2)[0, len(r) :]
+        assert torch.equal(out[i, ids.shape[1] :], want), i
+
+
 def test_cache_reorder_across_groups(pair):
     """Beams reorder rows; a row moved from one padding group to another keeps its own memory."""
     ours, hf = pair
@@ -128,6 +257,38 @@ def test_cache_reorder_across_groups(pair):
         step = hf(torch.tensor([[9], [9], [9]]), cache=cache).logits[:, -1]
     alone = [ours(torch.tensor([r]))[0][0, -1] for r in ([1, 2, 3, 4, 9], [7, 8, 9], [7, 8, 9])]
     torch.testing.assert_close(step, torch.stack(alone), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_auto_classes_registered(arch, tmp_path):
+    tiny(arch).save_pretrained(tmp_path)
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert type(config) is HF_CLASSES[arch].config_class and config.model_type == checkpoints.HF_MODEL_TYPES[arch][0]
+    assert type(AutoModelForCausalLM.from_config(config)) is HF_CLASSES[arch]
+    assert (config.vocab_size, config.hidden_size, config.num_hidden_layers) == (V, 32, 1)
+
+
+def test_bad_folders_are_refused_clearly(tmp_path):
+    """A wrong path, a file, a folder without a model, a model without weights, another architecture: each says so.
+    (AutoModelForCausalLM reads config.json through AutoConfig before our code runs: its errors are transformers'.)"""
+    missing = tmp_path / "no-such-folder"
+    with pytest.raises(OSError, match=re.escape(str(missing))):
+        AutoModelForCausalLM.from_pretrained(missing)
+    with pytest.raises(FileNotFoundError, match=re.escape(f"model folder {missing} does not exist")):
+        HF_CLASSES["mosaic"].from_pretrained(missing)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        AutoModelForCausalLM.from_pretrained(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match=r"has no config\.json"):
+        HF_CLASSES["mosaic"].from_pretrained(tmp_path / "empty")
+    tiny("mosaic").save_pretrained(tmp_path / "m")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        AutoModelForCausalLM.from_pretrained(tmp_path / "m" / "config.json")
+    with pytest.raises(ValueError, match="holds a 'mosaic' model, not a 'mosaic2' one"):
+        HF_CLASSES["mosaic2"].from_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="no weights file"):
+        AutoModelForCausalLM.from_pretrained(tmp_path / "m")
 
 
 def test_config_json_is_ours_and_hf(tmp_path):

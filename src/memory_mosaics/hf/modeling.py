@@ -148,12 +148,15 @@ class MosaicsForCausalLM(MosaicsPreTrainedModel, GenerationMixin):
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any) -> Any:
         """A model folder of ours (``save_pretrained``, ``mosaic train``'s ckpt-XXXXXXX, ``mosaic convert``); a Hub
         repository id is fetched with ``huggingface_hub`` first (from its cache when offline)."""
-        path = Path(pretrained_model_name_or_path)
-        if not path.is_dir():
-            from huggingface_hub import snapshot_download
-
-            path = Path(snapshot_download(str(pretrained_model_name_or_path), revision=kwargs.get("revision")))
+        path = _local_folder(pretrained_model_name_or_path, kwargs.get("revision"))
         arch, _ = checkpoints.read_config(path)
+        if arch not in HF_CLASSES:
+            raise ValueError(f"{path}: unknown architecture {arch!r} (known: {sorted(HF_CLASSES)})")
+        if cls.config_class.arch and arch != cls.config_class.arch:
+            raise ValueError(
+                f"{path} holds a {arch!r} model, not a {cls.config_class.arch!r} one: load it with "
+                f"{HF_CLASSES[arch].__name__} or AutoModelForCausalLM"
+            )
         model = checkpoints.load_model(path)
         target = HF_CLASSES[arch]
         tied = model.lm_head.weight is model.wte.weight
@@ -262,6 +265,26 @@ class MosaicsForCausalLM(MosaicsPreTrainedModel, GenerationMixin):
                     logits[rows] = part
         cache.seen += T
         return logits  # type: ignore[return-value]
+
+
+def _local_folder(name: str | Path, revision: str | None = None) -> Path:
+    """The folder ``name`` names: a local folder, else a Hub repository id fetched (or found in the cache when
+    offline) by ``huggingface_hub``. A path that exists but is not a folder, or cannot be a Hub id, is refused."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise NotADirectoryError(f"{path} is a file; pass the model folder (the one holding config.json)")
+    text = str(name)
+    if path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1 or "\\" in text:
+        raise FileNotFoundError(f"model folder {path} does not exist")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return Path(snapshot_download(text, revision=revision))
+    except HFValidationError as e:
+        raise FileNotFoundError(f"{text!r} is neither an existing model folder nor a Hub repository id ({e})") from e
 
 
 def _classes(arch: str, hf_type: str, class_name: str) -> type[MosaicsForCausalLM]:
