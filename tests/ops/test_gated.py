@@ -86,12 +86,18 @@ def test_large_gate_pre_activations_stay_finite_and_exact_in_fp32(spread: float)
         assert spread < 100 or not torch.isfinite(gated_keys_naive(x, a, b)[0]).all()
 
 
-def test_bf16_accumulates_in_fp32() -> None:
-    x, a, b = inputs(1, 2, 64, 16, spread=30.0, dtype=torch.bfloat16, seed=2)
+@pytest.mark.parametrize("spread", [30.0, 100.0])
+def test_bf16_accumulates_in_fp32(spread: float) -> None:
+    """bf16 inputs with gate pre-activations of ±30 and ±100: both forms keep their state in fp32, return keys within
+    one bf16 rounding of the fp64 recurrence, and finite gradients."""
+    x, a, b = inputs(1, 2, 64, 16, spread=spread, dtype=torch.bfloat16, seed=2)
     keys, (u, s) = gated_keys(x, a, b)
     assert keys.dtype == torch.bfloat16 and u.dtype == s.dtype == torch.float32
     ref, _ = gated_keys_naive(x.double(), a.double(), b.double())
-    torch.testing.assert_close(keys.double(), ref, rtol=1e-2, atol=1e-2)  # one rounding to bf16 of unit keys
+    for out in (keys, stepped(x, a, b)[0]):
+        torch.testing.assert_close(out.double(), ref, rtol=1e-2, atol=1e-2)  # one rounding to bf16 of unit keys
+        grads = torch.autograd.grad(out.float().sum(), [x, a, b])
+        assert all(g.dtype == torch.bfloat16 and torch.isfinite(g).all() for g in grads)
 
 
 def test_constant_gates_are_v1s_leaky_average_normalised() -> None:

@@ -3,6 +3,8 @@ gradients (queries, keys, values and the three bandwidth parameters)."""
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from memory_mosaics.ops.windowed import (
     bandwidth,
@@ -98,3 +100,30 @@ def test_offsets_continue_a_sequence(delay, window, start) -> None:
         k_offset=kept,
     )  # fmt: skip
     torch.testing.assert_close(part, full[:, :, start:], rtol=1e-12, atol=1e-12)
+
+
+class _LargestTensor(TorchDispatchMode):
+    """The most elements of any tensor an aten operation returns inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numel = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.numel = max([self.numel, *(t.numel() for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))])
+        return out
+
+
+@pytest.mark.parametrize("delay, window", [(1, 16), (64, None)])
+def test_no_dense_T_by_T_matrix_forward_or_backward(delay, window) -> None:
+    """At T = 2048 with a window of 16, the short-term band's largest tensor is a block of queries against the keys
+    its band reaches (128 × 142 per head), O(T·h) in all: no T×T mask or score matrix, in the forward or the backward
+    pass; neither has the long-term memory's causal retrieval."""
+    B, H, T, D, block = 1, 2, 2048, 4, 128
+    k, v, b0, b1, a = (t.float().detach().requires_grad_() for t in tensors(B, H, T, D, seed=9))
+    with _LargestTensor() as largest:
+        windowed_retrieval(k, k, v, b0, b1, a, delay, window, block=block).sum().backward()
+    band = B * H * block * (block + (window or 0))
+    assert largest.numel <= max(B * H * T * D, band) < T * T // 64
+    assert k.grad is not None and torch.isfinite(k.grad).all()

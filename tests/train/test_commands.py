@@ -239,3 +239,29 @@ def test_v2_inference_options(text_data: Path, runs: dict[str, Path], tmp_path: 
     assert "a gpt model has no long-term memory" in capsys.readouterr().err
     assert main(["eval", str(runs["mosaic"]), "--long-delay", "3"]) == 2
     assert "a mosaic model has no long-term delay" in capsys.readouterr().err
+
+
+def test_v2_and_llama_runs_generate_and_extrapolate(text_data: Path, tmp_path: Path) -> None:
+    """`mosaic generate` (greedy and beam) on a v2 and a llama training run, and `mosaic paper extrapolate` of both:
+    the per-position loss past the training context, streamed in chunks of the context."""
+    v2 = ["--short-window", "8", "--long-delay", "4", "--long-delay-min", "2", "--long-delay-max", "12"]
+    runs = {"mosaic2": tmp_path / "mosaic2", "llama": tmp_path / "llama"}
+    assert main(_train_flags(text_data / "data", runs["mosaic2"], "--arch", "mosaic2", *v2)) == 0
+    assert main(_train_flags(text_data / "data", runs["llama"], "--arch", "llama")) == 0
+    for arch, run in runs.items():
+        for mode in ("greedy", "beam"):
+            out = tmp_path / f"{arch}_{mode}.jsonl"
+            argv = ["generate", str(run), "--prompt", "Lily had a", "--mode", mode, "--max-new-tokens", "40"]
+            assert main([*argv, "--out", str(out)]) == 0
+            (row,) = [json.loads(ln) for ln in out.read_text().splitlines()]
+            assert row["prompt"] == "Lily had a" and isinstance(row["completion"], str)
+    out = tmp_path / "extrapolate"
+    argv = ["paper", "extrapolate", *map(str, runs.values()), "--text", str(text_data / "valid.txt")]
+    assert main([*argv, "--factors", "1", "3", "--chunk", "32", "--max-windows", "2", "--out", str(out)]) == 0
+    numbers = json.loads((out / "extrapolate.json").read_text())
+    assert numbers["skipped"] == []
+    assert sorted((m["kind"], m["factor"]) for m in numbers["models"]) == [
+        ("llama", 1), ("llama", 3), ("mosaic2", 1), ("mosaic2", 3),
+    ]  # fmt: skip
+    assert all(len(m["per_position"]) == 32 * m["factor"] for m in numbers["models"])
+    assert (out / "extrapolate.png").is_file()
