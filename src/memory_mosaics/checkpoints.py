@@ -315,6 +315,23 @@ def write_hf_tokenizer(directory: Path, tok: dict[str, Any]) -> bool:
     return True
 
 
+def train_command(train: dict[str, Any]) -> str:
+    """The ``mosaic train`` command of a resolved training configuration (``TrainConfig.to_dict()``): a flag for each
+    field that differs from its default (``--resume`` left out: resuming continues the same training)."""
+    from memory_mosaics.train.config import TrainConfig
+
+    argv = ["mosaic", "train"]
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "resume" or f.name not in train or train[f.name] == f.default:
+            continue
+        value, flag = train[f.name], "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif value is not None:
+            argv += [flag, str(value)]
+    return shlex.join(argv)
+
+
 def write_model_card(
     directory: Path,
     model: LanguageModel,
@@ -344,6 +361,8 @@ def write_model_card(
         command = shlex.join(command)
     if not command and step is not None and Path(sys.argv[0]).name in ("mosaic", "__main__.py") and "train" in sys.argv:
         command = shlex.join(["mosaic", *sys.argv[1:]])  # this process is the command that trains it
+    if not command and isinstance(trainer_state.get("train"), dict):
+        command = train_command(trainer_state["train"])  # the same training, from its resolved configuration
     hf_type = HF_MODEL_TYPES[model.model_type][0]
     train = data_meta.get("splits", {}).get("train", {})
     sources = ", ".join(map(str, train.get("sources", []))) or "unrecorded"
