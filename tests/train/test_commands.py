@@ -242,12 +242,16 @@ def test_v2_inference_options(text_data: Path, runs: dict[str, Path], tmp_path: 
 
 
 def test_v2_and_llama_runs_generate_and_extrapolate(text_data: Path, tmp_path: Path) -> None:
-    """`mosaic generate` (greedy and beam) on a v2 and a llama training run, and `mosaic paper extrapolate` of both:
-    the per-position loss past the training context, streamed in chunks of the context."""
+    """`mosaic generate` (greedy and beam) on v2, llama and split-llama training runs, and `mosaic paper extrapolate`
+    of the three: the per-position loss past the training context, streamed in chunks of the context."""
     v2 = ["--short-window", "8", "--long-delay", "4", "--long-delay-min", "2", "--long-delay-max", "12"]
-    runs = {"mosaic2": tmp_path / "mosaic2", "llama": tmp_path / "llama"}
+    runs = {"mosaic2": tmp_path / "mosaic2", "llama": tmp_path / "llama", "llama-split": tmp_path / "llama-split"}
     assert main(_train_flags(text_data / "data", runs["mosaic2"], "--arch", "mosaic2", *v2)) == 0
     assert main(_train_flags(text_data / "data", runs["llama"], "--arch", "llama")) == 0
+    # the Figure 5 ablation: llama with short-window heads beside long-range heads
+    assert main(_train_flags(text_data / "data", runs["llama-split"], "--arch", "llama", "--split", *v2)) == 0
+    split = json.loads((runs["llama-split"] / "run.json").read_text())
+    assert split["model"]["split"] is True and split["model"]["short_window"] == 8
     for arch, run in runs.items():
         for mode in ("greedy", "beam"):
             out = tmp_path / f"{arch}_{mode}.jsonl"
@@ -261,7 +265,7 @@ def test_v2_and_llama_runs_generate_and_extrapolate(text_data: Path, tmp_path: P
     numbers = json.loads((out / "extrapolate.json").read_text())
     assert numbers["skipped"] == []
     assert sorted((m["kind"], m["factor"]) for m in numbers["models"]) == [
-        ("llama", 1), ("llama", 3), ("mosaic2", 1), ("mosaic2", 3),
+        ("llama", 1), ("llama", 1), ("llama", 3), ("llama", 3), ("mosaic2", 1), ("mosaic2", 3),
     ]  # fmt: skip
     assert all(len(m["per_position"]) == 32 * m["factor"] for m in numbers["models"])
     assert (out / "extrapolate.png").is_file()
