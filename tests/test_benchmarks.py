@@ -75,7 +75,7 @@ def run(script: str, *args: str) -> dict:
         (
             "v2_scan_share.py",
             [*SHAPE, "--steps", "1", "--warmup", "1", "--threads", "1"],
-            "mosaic2_free_scan_over_llama_tokens_per_s",
+            "cpu",
         ),
         (
             "hf_generate.py",
