@@ -13,6 +13,7 @@ from lm_eval.tasks import TaskManager
 import memory_mosaics.hf  # noqa: F401  (registers the Auto classes)
 from memory_mosaics import checkpoints
 from memory_mosaics.data.tokenizer import BPETokenizer
+from memory_mosaics.generate import generate
 from memory_mosaics.models import build_model
 
 TASKS = """task: {name}
@@ -32,13 +33,18 @@ GENERATE = (
 )
 
 
-def test_lm_eval_loglikelihood_and_generate_until(tmp_path, monkeypatch):
+@pytest.mark.parametrize("arch", ["mosaic", "mosaic2", "gpt", "llama"])
+def test_lm_eval_loglikelihood_and_generate_until(tmp_path, monkeypatch, arch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     tok = BPETokenizer.train(["the cat sat on the mat. a dog ran to the cat. " * 30], 300, show_progress=False)
     tok.save(tmp_path / "tokenizer.json")
     torch.manual_seed(0)
-    model = build_model("mosaic", vocab_size=tok.vocab_size, n_layer=1, n_embd=32, n_head=4, block_size=64)
+    model = build_model(arch, vocab_size=tok.vocab_size, n_layer=1, n_embd=32, n_head=4, block_size=64)
+    with torch.no_grad():  # tokens that depend on the whole context (at GPT-2's init the last token decides)
+        for p in model.parameters():
+            if p.dim() == 2 and p is not model.wte.weight:
+                p.normal_(0.0, 0.3)
     meta = {"tokenizer": tok.to_meta()}
     ckpt = checkpoints.save_training(tmp_path / "run", 1, model.eval(), {}, meta, 1, print, tmp_path)
     docs = [
@@ -46,7 +52,7 @@ def test_lm_eval_loglikelihood_and_generate_until(tmp_path, monkeypatch):
         {"question": "a dog ran to the", "choices": [" sat", " cat"], "answer": 1},
     ]
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    gen = [{"question": "the cat", "answer": " sat on the mat"}, {"question": "a dog", "answer": " ran"}]
+    gen = [{"question": "the cat", "answer": " sat on the mat"}, {"question": "a dog ran to the", "answer": " cat"}]
     (tmp_path / "gen.jsonl").write_text("".join(json.dumps(d) + "\n" for d in gen))
     tasks = tmp_path / "tasks"
     tasks.mkdir()
@@ -58,7 +64,7 @@ def test_lm_eval_loglikelihood_and_generate_until(tmp_path, monkeypatch):
         model="hf",
         model_args=f"pretrained={ckpt},dtype=float32",
         tasks=["mm_toy_choice", "mm_toy_generate"],
-        task_manager=TaskManager(include_path=str(tasks)),
+        task_manager=TaskManager(include_path=str(tasks), include_defaults=False),  # not its thousands of YAMLs
         device="cpu",
         batch_size=2,
     )
@@ -72,4 +78,13 @@ def test_lm_eval_loglikelihood_and_generate_until(tmp_path, monkeypatch):
         logp = model(ids)[0].log_softmax(-1)[0, len(context) - 1 : -1].gather(1, torch.tensor(cont)[:, None])
     first = next(s for s in out["samples"]["mm_toy_choice"] if s["doc_id"] == 0)["resps"][0][0][0]
     assert abs(float(first) - float(logp.sum())) < 1e-4
-    assert all(isinstance(s["resps"][0][0], str) for s in out["samples"]["mm_toy_generate"])
+    # what lm_eval generated (a left-padded batch of 2, up to '.' or 6 tokens) is our greedy continuation of each prompt
+    samples = out["samples"]["mm_toy_generate"]
+    assert sorted(s["doc_id"] for s in samples) == [0, 1]
+    assert len({len(tok.encode(g["question"])) for g in gen}) == 2  # the batch of two is padded
+    assert any(s["resps"][0][0] for s in samples)
+    for s in samples:
+        context = tok.encode(gen[s["doc_id"]]["question"])
+        ours = generate(model, torch.tensor([context]), 6, greedy=True, eos_token=tok.eot_id)[0, len(context) :]
+        ours = ours[: (ours == tok.eot_id).nonzero()[0, 0] if bool((ours == tok.eot_id).any()) else None]
+        assert s["resps"][0][0] == tok.decode(ours.tolist()).split(".")[0], s["doc_id"]
