@@ -79,8 +79,11 @@ def save_model(model: LanguageModel, directory: str | Path) -> Path:
 
 
 def hf_fields(model: LanguageModel) -> dict[str, Any]:
-    """What ``transformers`` reads from config.json (``memory_mosaics.hf.MosaicsHFConfig``), beside our fields."""
+    """What ``transformers`` reads from config.json (``memory_mosaics.hf.MosaicsHFConfig``), beside our fields; none
+    for a model with no ``transformers`` class (the recurrent baselines of ``models.recurrent``)."""
     c = model.config
+    if model.model_type not in HF_MODEL_TYPES:
+        return {}
     hf_type, class_name = HF_MODEL_TYPES[model.model_type]
     fields = {
         "model_type": hf_type,
@@ -106,7 +109,8 @@ def read_config(directory: str | Path) -> tuple[str, dict[str, Any]]:
         raise FileNotFoundError(f"{directory} has no {CONFIG_FILE}; is it a directory written by save_pretrained?")
     try:
         meta = json.loads(path.read_text())
-        return meta.get("arch", meta["model_type"]), meta["config"]  # folders before the HF fields: no "arch"
+        # folders before the HF fields have no "arch"; the recurrent baselines' have no HF "model_type"
+        return (meta["arch"] if "arch" in meta else meta["model_type"]), meta["config"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{path} is not a valid model config: {e}") from e
 
@@ -363,25 +367,30 @@ def write_model_card(
         command = shlex.join(["mosaic", *sys.argv[1:]])  # this process is the command that trains it
     if not command and isinstance(trainer_state.get("train"), dict):
         command = train_command(trainer_state["train"])  # the same training, from its resolved configuration
-    hf_type = HF_MODEL_TYPES[model.model_type][0]
+    hf_type = HF_MODEL_TYPES.get(model.model_type, (None,))[0]
+    heads = f"{c.n_head} heads, " if hasattr(c, "n_head") else ""
+    if hf_type is not None:
+        load = (
+            "Load it with `import memory_mosaics.hf` and `AutoModelForCausalLM.from_pretrained(folder)` / "
+            "`AutoTokenizer.from_pretrained(folder)`, or with `memory_mosaics.checkpoints.load_pretrained(folder)`."
+        )
+    else:  # a baseline of models.recurrent: no transformers class
+        load = f"Load it with `memory_mosaics.models.recurrent.{type(model).__name__}.from_pretrained(folder)`."
     train = data_meta.get("splits", {}).get("train", {})
     sources = ", ".join(map(str, train.get("sources", []))) or "unrecorded"
     val_text = f"{val['val_loss']:.4f} at step {val.get('step')}" if val else "not measured yet"
     lines = [
         "---",
-        "library_name: transformers",
+        f"library_name: {'transformers' if hf_type else 'memory-mosaics'}",
         f"tags: [memory-mosaics, {model.model_type}]",
         "---",
-        f"# {model.model_type} ({hf_type})",
+        f"# {model.model_type}" + (f" ({hf_type})" if hf_type else ""),
         "",
-        "A model of the `memory-mosaics` library. Load it with `import memory_mosaics.hf` and "
-        "`AutoModelForCausalLM.from_pretrained(folder)` / `AutoTokenizer.from_pretrained(folder)`, or with "
-        "`memory_mosaics.checkpoints.load_pretrained(folder)`.",
+        f"A model of the `memory-mosaics` library. {load}",
         "",
         "| | |",
         "|---|---|",
-        f"| architecture | {model.model_type}: {c.n_layer} blocks, d {c.n_embd}, {c.n_head} heads, "
-        f"vocab {c.vocab_size} |",
+        f"| architecture | {model.model_type}: {c.n_layer} blocks, d {c.n_embd}, {heads}vocab {c.vocab_size} |",
         f"| parameters | {model.num_params(non_embedding=False):,} ({model.num_params():,} non-embedding) |",
         f"| training data | {sources}, {train.get('tokens', '?')} tokens "
         f"(tokenizer {data_meta.get('tokenizer', {}).get('kind')}; data_meta.json) |",

@@ -81,3 +81,30 @@ def test_explicit_flags_win_over_a_preset_even_at_their_default_value() -> None:
 def test_regbench_command_refuses_impossible_settings_before_any_work(flags, message, tmp_path, capsys):
     assert main(["regbench", "--out", str(tmp_path / "out"), *flags]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_recurrent_baselines_end_to_end(tmp_path) -> None:
+    models = ["lstm"]
+    try:
+        import transformers  # noqa: F401
+
+        models += ["mamba", "rwkv"]
+    except ImportError:
+        pass
+    out = tmp_path / "rb"
+    argv = ["regbench", "--out", str(out), "--models", *models, "--n-train", "4", "--n-layer", "2", "--n-head", "2"]
+    argv += ["--n-embd", "16", "--epochs", "1", "--n-val", "2", "--n-test", "2", "--skip-ngram", "--threads", "1"]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert sorted(r["model"] for r in results["selected"]) == sorted(models)
+    assert (out / "regbench.png").is_file() and (out / "lstm" / "N4").is_dir()
+    table = (out / "table.md").read_text()
+    assert "| LSTM (torch.nn) | 4 |" in table  # a readable label
+    if "mamba" in models:
+        assert "| Mamba (transformers) | 4 |" in table and "| RWKV-4 (transformers) | 4 |" in table
+
+
+def test_a_recurrent_run_that_cannot_work_is_refused_naming_the_flag(tmp_path, capsys) -> None:
+    pytest.importorskip("transformers")
+    assert main(["regbench", "--out", str(tmp_path / "out"), "--models", "rwkv", "--n-layer", "1"]) == 2
+    assert "n_layer >= 2" in capsys.readouterr().err and not (tmp_path / "out").exists()

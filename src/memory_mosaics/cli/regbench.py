@@ -10,7 +10,11 @@ decay {0.01, 0.1}, lr 2.5e-4, 200 epochs with validation every epoch (the epoch 
 inside each run). For every (model, N) the grid point with the best validation value is reported: by validation loss
 (the benchmark code's checkpoint rule) or, with ``--select accuracy``, by validation accuracy (the paper's metric; it
 does not name the one it selected on). Every run records the checkpoint of both rules, so switching rules re-reads
-finished runs. Finished runs (metrics.json present) are reused, so a sweep resumes."""
+finished runs. Finished runs (metrics.json present) are reused, so a sweep resumes.
+
+``--models lstm mamba rwkv`` adds the compressed-state baselines of Figure 9 (``torch.nn.LSTM``; Mamba and RWKV-4 of
+Hugging Face ``transformers``, on their pure-PyTorch paths), each with the depth and width of the grid point and its
+body matched to the Memory Mosaic's of that shape (``experiments.regbench.train`` says which options apply to them)."""
 
 from __future__ import annotations
 
@@ -33,10 +37,13 @@ from memory_mosaics.experiments.regbench.sweep import (
     train_all,
     write_report,
 )
-from memory_mosaics.experiments.regbench.train import SELECTION_RULES, RegBenchConfig
+from memory_mosaics.experiments.regbench.train import MODELS, SELECTION_RULES, RegBenchConfig
 from memory_mosaics.models import INITS
 
-HELP = "RegBench in-context language learning (Figure 9): Memory Mosaic vs GPT vs in-context n-grams."
+HELP = (
+    "RegBench in-context language learning (Figure 9): Memory Mosaic vs GPT (and LSTM, Mamba, RWKV) vs in-context "
+    "n-grams."
+)
 
 PAPER_GRID = {
     "n_train": [100, 500, 1000, 2500, 40000],
@@ -104,7 +111,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the authors' Memory Mosaic RegBench set-up (d 128, 8 heads, dropout 0.05, lr 5e-4, no biases, Library "
         "init, logits / sqrt(d), 200 epochs) for every flag not given; about an hour per run on one core",
     )
-    p.add_argument("--models", nargs="+", default=["mosaic", "gpt"], choices=["mosaic", "gpt"], help="models to train")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["mosaic", "gpt"],
+        choices=MODELS,
+        help="models to train (default mosaic gpt); lstm, mamba and rwkv are the recurrent baselines, matched in size "
+        "to the Memory Mosaic of the same shape (mamba and rwkv need transformers: the hf extra)",
+    )
     _add_preset_arguments(p)
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (0 = off)")
     p.add_argument("--n-val", type=positive, default=500, help="validation automata (model selection)")
@@ -140,7 +154,14 @@ def _add_preset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-train", nargs="+", type=positive, help=_h("N values: numbers of training automata", "n_train"))
     p.add_argument("--n-layer", nargs="+", type=positive, help=_h("depth grid", "n_layer"))
     p.add_argument(
-        "--n-head", nargs="+", type=positive, help=_h("heads grid (contextual = persistent units)", "n_head")
+        "--n-head",
+        nargs="+",
+        type=positive,
+        help=_h(
+            "heads grid (contextual = persistent units; the recurrent baselines have none, but their size is matched "
+            "to the Mosaic of these heads)",
+            "n_head",
+        ),
     )
     p.add_argument("--n-embd", nargs="+", type=positive, help=_h("embedding dimension grid", "n_embd"))
     p.add_argument("--weight-decay", nargs="+", type=float, help=_h("AdamW weight decay grid", "weight_decay"))
@@ -158,11 +179,19 @@ def _add_preset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eval-every", type=natural, help=_h("epochs between validation passes; 0 = about 10 per run", "eval_every")
     )
-    p.add_argument("--dropout", type=float, help=_h("dropout for both models", "dropout"))
+    p.add_argument(
+        "--dropout",
+        type=float,
+        help=_h("dropout for every model (the LSTM: between layers; not Mamba, RWKV)", "dropout"),
+    )
     p.add_argument(
         "--bias",
         action=argparse.BooleanOptionalAction,
-        help=_h("biases in linear layers and LayerNorms (the authors' glue has none: --no-bias)", "bias"),
+        help=_h(
+            "biases in linear layers and LayerNorms (the authors' glue has none: --no-bias; the recurrent baselines' "
+            "cells keep theirs)",
+            "bias",
+        ),
     )
     p.add_argument(
         "--scale-logits",
@@ -173,7 +202,8 @@ def _add_preset_arguments(p: argparse.ArgumentParser) -> None:
         "--init",
         choices=INITS,
         help=_h(
-            "initialisation: GPT-2's normal(0.02), or the authors' Library (fan-in scaled; goes with --scale-logits)",
+            "initialisation: GPT-2's normal(0.02), or the authors' Library (fan-in scaled; goes with --scale-logits); "
+            "the recurrent baselines' cells keep their libraries'",
             "init",
         ),
     )
@@ -218,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
     root = out / "iid" if args.iid else out
     try:
         configs = run_configs(args)
-    except ValueError as e:
+    except (ValueError, ImportError) as e:  # ImportError: mamba or rwkv without transformers
         print(f"mosaic regbench: error: {e}", file=sys.stderr)
         return 2
     if args.list:

@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from memory_mosaics.experiments.longctx.baselines import ARCHS, LSTMLM, LSTMConfig, body_params, make_model
+from memory_mosaics.experiments.longctx.baselines import ARCHS, make_model
 from memory_mosaics.experiments.longctx.common import IGNORE
 from memory_mosaics.experiments.longctx.fewshot import FewShot
 from memory_mosaics.experiments.longctx.run import SuiteConfig, evaluate, run_suite, train_model
 from memory_mosaics.experiments.longctx.tasks import FewShotTask, MQARTask
+from memory_mosaics.models.sizes import body_params
 
 V2 = {"short_window": 8, "long_delay": 4, "long_delay_min": 4, "long_delay_max": 8}
 FIELDS = {"vocab_size": 64, "block_size": 32, "n_layer": 1, "n_head": 2, "n_embd": 32}
@@ -21,19 +22,6 @@ def test_bodies_are_matched_to_v1(width):
         assert abs(body_params(model) - target) / target < 0.02, name
     assert make_model("mosaic2-fixed", FIELDS, V2)[1]["long_delay_max"] == 4
     assert make_model("mosaic2", FIELDS, V2)[1]["long_delay_max"] == 8
-
-
-def test_lstm_is_a_causal_language_model():
-    model = LSTMLM(LSTMConfig(vocab_size=20, n_layer=2, n_embd=16, hidden=24))
-    x = torch.randint(0, 20, (2, 12))
-    logits, loss = model(x, x)
-    assert logits.shape == (2, 12, 20) and loss is not None and model.lm_head.weight is model.wte.weight
-    y = x.clone()
-    y[:, 8:] = (y[:, 8:] + 1) % 20
-    assert torch.allclose(model(y)[0][:, :8], logits[:, :8])  # the future does not change the past
-    assert not torch.allclose(model(y)[0][:, 8:], logits[:, 8:])
-    with pytest.raises(NotImplementedError):
-        model.init_state()
 
 
 def tiny_mqar() -> MQARTask:

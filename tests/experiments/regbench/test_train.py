@@ -1,13 +1,17 @@
+import dataclasses
 import itertools
 import json
 import math
 import re
+import sys
 
 import pytest
 import torch
 
-from memory_mosaics.experiments.regbench.train import RegBenchConfig, train_run
+from memory_mosaics.experiments.regbench.train import RegBenchConfig, build, train_run
 from memory_mosaics.models import GPT, GPTConfig, MemoryMosaic, MosaicConfig, build_model
+from memory_mosaics.models.recurrent import RECURRENT, build_recurrent
+from memory_mosaics.models.sizes import body_params
 
 
 def _build(cfg: RegBenchConfig):
@@ -98,3 +102,49 @@ def test_a_run_without_a_folder_writes_nothing(tmp_path, monkeypatch) -> None:
 def test_a_run_that_cannot_train_is_refused(field, value, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         RegBenchConfig(**{field: value})
+
+
+# the CPU default's shape (results/regbench/README.md): the recurrent baselines are matched to this Mosaic
+DEFAULT_SHAPE = dict(n_layer=2, n_head=8, n_embd=128, dropout=0.05, bias=False, scale_logits=True, init="library")
+
+
+@pytest.mark.parametrize("model", ["lstm", "mamba", "rwkv"])
+def test_recurrent_bodies_match_the_mosaic_at_the_default_shape(model: str) -> None:
+    if model != "lstm":
+        pytest.importorskip("transformers")
+    target = body_params(build(RegBenchConfig(model="mosaic", **DEFAULT_SHAPE)))
+    torch.manual_seed(0)
+    baseline = build(RegBenchConfig(model=model, **DEFAULT_SHAPE))
+    after = torch.rand(3)
+    assert baseline.model_type == model and abs(body_params(baseline) - target) / target < 0.005
+    assert baseline.config.logit_scale == 128**-0.5 and baseline.config.init == "library"
+    # solving the width drew nothing from the seed's stream: the same model built directly consumes the same numbers
+    torch.manual_seed(0)
+    again = build_recurrent(model, **dataclasses.asdict(baseline.config))
+    assert torch.equal(torch.rand(3), after)
+    assert all(
+        torch.equal(a, b) for a, b in zip(baseline.state_dict().values(), again.state_dict().values(), strict=True)
+    )
+
+
+def test_recurrent_runs_that_cannot_work_are_refused(monkeypatch) -> None:
+    with pytest.raises(ValueError, match="rwkv needs n_layer >= 2"):
+        RegBenchConfig(model="rwkv", n_layer=1)
+    with pytest.raises(ValueError, match="divisible by n_head"):  # the Mosaic it is matched to cannot be built
+        RegBenchConfig(model="lstm", n_embd=30, n_head=4)
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(ImportError, match="pip install transformers"):
+        RegBenchConfig(model="mamba")
+    RegBenchConfig(model="lstm")  # needs only torch
+
+
+@pytest.mark.parametrize("model", ["lstm", "mamba", "rwkv"])
+def test_tiny_recurrent_training_run(tmp_path, model: str) -> None:
+    if model != "lstm":
+        pytest.importorskip("transformers")
+    cfg = RegBenchConfig(
+        model=model, n_train=4, n_layer=2, n_head=2, n_embd=16, epochs=1, batch_size=4, n_val=2, n_test=2
+    )
+    r = train_run(cfg, tmp_path, progress=False)
+    assert r["model"] == model and 0 <= r["test"]["accuracy"] <= 1 and r["test"]["positions"] > 0
+    assert r["model_config"] == dataclasses.asdict(RECURRENT[model].from_pretrained(tmp_path / "checkpoint").config)

@@ -22,10 +22,11 @@ from torch import Tensor, nn
 
 from memory_mosaics.devices import autocast, autocast_dtype, pick_device
 from memory_mosaics.distributed import Dist
-from memory_mosaics.experiments.longctx.baselines import LABELS, body_params, make_model
+from memory_mosaics.experiments.longctx.baselines import LABELS, make_model
 from memory_mosaics.experiments.longctx.common import IGNORE
 from memory_mosaics.experiments.longctx.tasks import Task
 from memory_mosaics.models import LanguageModel
+from memory_mosaics.models.sizes import body_params
 from memory_mosaics.train import engine
 from memory_mosaics.train.log import progress_bar, write_json
 from memory_mosaics.train.schedule import WarmupCosine

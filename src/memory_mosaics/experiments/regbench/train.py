@@ -1,4 +1,4 @@
-"""Training and evaluation of a Memory Mosaic or a GPT on RegBench (§5).
+"""Training and evaluation of a Memory Mosaic, a GPT or a compressed-state baseline on RegBench (§5).
 
 A compact loop specific to this benchmark: a fixed training set of N sequences (one per automaton) revisited every
 epoch in a fresh order, batches of 32 (the last partial batch kept), AdamW, a linear warm-up over the first 10% of the
@@ -7,6 +7,13 @@ cross-entropy on every label except those equal to '|', and model selection by v
 lowest val loss seen at any evaluation are the ones scored on the test set. The weights with the highest validation
 accuracy are kept and scored too (``selection["accuracy"]``): the paper picks its settings, epochs included, "on the
 validation set" without naming the metric, and the two rules part ways once the model grows over-confident.
+
+The recurrent baselines of Figure 9 (``lstm``; ``mamba`` and ``rwkv`` of ``transformers``, ``models.recurrent``)
+take the run's depth and width, with their width knob solved so that their body equals that of the Memory Mosaic of
+the same shape (``models.sizes.match_body``). Of the shared options, ``n_head``, learned positions and ``bias`` do not
+apply to them (no heads, order from the recurrence, the libraries' cells keep their gate biases), nor ``dropout`` to
+Mamba and RWKV (transformers' have none); ``scale_logits`` and ``init`` apply to the tied embedding they share with
+the other models (``models.recurrent`` says more). ``n_head`` still shapes the Mosaic their size is matched to.
 """
 
 from __future__ import annotations
@@ -28,8 +35,17 @@ from memory_mosaics.experiments.regbench.automata import IGNORE, VOCAB_SIZE, Spl
 from memory_mosaics.experiments.regbench.metrics import PooledMetrics
 from memory_mosaics.models import LanguageModel, build_model, model_config
 from memory_mosaics.models.base import check_range
+from memory_mosaics.models.recurrent import (
+    HF_KINDS,
+    RECURRENT,
+    build_recurrent,
+    recurrent_config,
+    require_transformers,
+)
+from memory_mosaics.models.sizes import body_params, match_body
 from memory_mosaics.train.schedule import WarmupCosine
 
+MODELS = ("mosaic", "gpt", *RECURRENT)  # the command's choices
 BLOCK_SIZE = 1024  # longest model input is 948 tokens (§2); GPT's learned positions cover it
 # validation metric -> whether a higher value is better; "loss" is the benchmark code's checkpoint rule
 SELECTION_RULES: dict[str, bool] = {"loss": False, "accuracy": True}
@@ -44,7 +60,7 @@ def better(rule: str, new: float, old: float) -> bool:
 class RegBenchConfig:
     """Everything one training run depends on; saved with its results."""
 
-    model: str = "mosaic"  # mosaic | gpt
+    model: str = "mosaic"  # a key of MODELS: mosaic | gpt | lstm | mamba | rwkv
     n_train: int = 100  # N, number of training automata (= training sequences)
     n_layer: int = 2
     n_head: int = 4
@@ -71,8 +87,15 @@ class RegBenchConfig:
 
     def __post_init__(self) -> None:
         """Refuse a run that cannot train, before any work: the model's own checks (heads dividing the width,
-        dropout), then the schedule and the optimiser."""
-        model_config(self.model, **self.model_fields())
+        dropout; for a recurrent baseline, those of the Mosaic it is matched to, its own, and an installed
+        ``transformers``), then the schedule and the optimiser."""
+        if self.model in RECURRENT:
+            model_config("mosaic", **self.model_fields())
+            recurrent_config(self.model, **self.model_fields())
+            if self.model in HF_KINDS:
+                require_transformers()
+        else:
+            model_config(self.model, **self.model_fields())
         check_range(self, ">= 1", ("n_train", "epochs", "batch_size", "eval_every", "n_val", "n_test"))
         check_range(self, ">= 0", ("weight_decay", "grad_clip", "warmup_start_lr"))
         check_range(self, "> 0", ("lr",))
@@ -80,9 +103,9 @@ class RegBenchConfig:
         check_range(self, "in [0, 1]", ("warmup_frac", "min_lr_frac"))
 
     def model_fields(self) -> dict[str, Any]:
-        """Equal architecture hyper-parameters for both models (a GPT's learned positions are dropped for the Memory
-        Mosaic, which has none); a Memory Mosaic block has the 12·d² weights of a GPT-2 block (persistent memory of
-        3.5·d slots)."""
+        """Equal architecture hyper-parameters for every model (each takes the fields it has: a GPT's learned
+        positions are dropped for the Memory Mosaic, which has none); a Memory Mosaic block has the 12·d² weights of a
+        GPT-2 block (persistent memory of 3.5·d slots)."""
         return dict(
             vocab_size=VOCAB_SIZE,
             block_size=BLOCK_SIZE,
@@ -108,6 +131,17 @@ class RegBenchConfig:
             warmup_start_lr=self.warmup_start_lr,
             cosine_from_zero=True,
         )
+
+
+def build(cfg: RegBenchConfig) -> LanguageModel:
+    """The run's model, freshly initialised from torch's random state. A recurrent baseline's width is solved first,
+    on trial models that leave that state as it was, so its initialisation depends on the seed only."""
+    fields = cfg.model_fields()
+    if cfg.model not in RECURRENT:
+        return build_model(cfg.model, **fields)
+    with torch.random.fork_rng(devices=[]):
+        fields = match_body(cfg.model, fields, body_params(build_model("mosaic", **fields)))
+    return build_recurrent(cfg.model, **fields)
 
 
 @torch.no_grad()
@@ -149,7 +183,7 @@ def train_run(
     torch.manual_seed(cfg.seed)
     train, val, test = _splits(cfg, splits or {})
     val_exact = val.distributions()
-    model = build_model(cfg.model, **cfg.model_fields()).to(device)
+    model = build(cfg).to(device)
     log = _RunLog(cfg, out_dir)
     t0 = time.perf_counter()
     best = _train_and_select(model, cfg, train, val, val_exact, log, progress)
@@ -159,6 +193,8 @@ def train_run(
         "n_train": cfg.n_train,
         "params": model.num_params(non_embedding=False),
         "params_non_embedding": model.num_params(non_embedding=True),
+        "params_body": body_params(model),
+        "model_config": asdict(model.config),
         **selection["loss"],  # best_epoch, val, test: the benchmark's rule
         "selection": selection,
         "train_seconds": time.perf_counter() - t0,
