@@ -57,3 +57,4 @@ def test_converted_folder_with_a_bpe_dataset(tmp_path: Path, monkeypatch: pytest
     ids = torch.tensor([tok.encode(prompt)])
     with torch.no_grad():
         torch.testing.assert_close(hf(ids).logits, helpers.authors_logits(sd, args, ids), rtol=1e-4, atol=1e-4)
+    assert f"mosaic: 1 blocks, d 32, 4 heads, vocab {tok.vocab_size}" in (out / "README.md").read_text()  # its card

@@ -153,6 +153,9 @@ def test_sampling_uses_the_seed(pair):
     torch.manual_seed(3)
     a = hf.generate(x, max_new_tokens=12, do_sample=True, top_k=None, top_p=None)
     assert torch.equal(a, generate(ours, x, 12, seed=3))
+    torch.manual_seed(4)  # transformers' temperature, top-k and top-p processors are ours
+    a = hf.generate(x, max_new_tokens=12, do_sample=True, temperature=1.3, top_k=20, top_p=0.8)
+    assert torch.equal(a, generate(ours, x, 12, seed=4, temperature=1.3, top_k=20, top_p=0.8))
 
 
 def test_beam_search_width_2(pair):
@@ -302,6 +305,21 @@ def test_config_json_is_ours_and_hf(tmp_path):
     back = checkpoints.load_pretrained(tmp_path / "again")
     for name, p in model.state_dict().items():
         assert torch.equal(p, back.state_dict()[name])
+    for folder in (tmp_path, tmp_path / "again"):  # a model card in every saved folder, training or not
+        card = (folder / "README.md").read_text()
+        assert "llama: 1 blocks, d 32, 4 heads, vocab 64" in card
+        assert f"| parameters | {model.num_params(non_embedding=False):,} (" in card
+
+
+def test_import_without_transformers_says_what_to_install(monkeypatch):
+    import importlib
+    import sys
+
+    for name in [m for m in sys.modules if m == "memory_mosaics.hf" or m.startswith("memory_mosaics.hf.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what an install without the extra looks like
+    with pytest.raises(ImportError, match=re.escape("pip install 'memory-mosaics[hf]'")):
+        importlib.import_module("memory_mosaics.hf")
 
 
 def test_training_checkpoint_has_tokenizer_and_card(tmp_path):

@@ -3,6 +3,13 @@
 state so that ``generate()`` does O(1) work per token. Importing this package registers them with ``AutoConfig`` and
 ``AutoModelForCausalLM``; a folder written by ``save_pretrained`` or ``mosaic train`` loads with either."""
 
+try:
+    import transformers  # noqa: F401
+except ImportError as e:
+    raise ImportError(
+        f"memory_mosaics.hf needs Hugging Face transformers ({e}): pip install 'memory-mosaics[hf]'"
+    ) from e
+
 from memory_mosaics.hf.modeling import (
     HF_CLASSES,
     MosaicCache,
