@@ -294,20 +294,23 @@ def test_bad_folders_are_refused_clearly(tmp_path):
         AutoModelForCausalLM.from_pretrained(tmp_path / "m")
 
 
-def test_config_json_is_ours_and_hf(tmp_path):
-    model = tiny("llama")
+@pytest.mark.parametrize("arch", ARCHS)
+def test_config_json_is_ours_and_hf(tmp_path, arch):
+    model = tiny(arch)
     model.save_pretrained(tmp_path)
     meta = json.loads((tmp_path / "config.json").read_text())
-    assert meta["model_type"] == "memory_mosaics_llama" and meta["arch"] == "llama"
-    assert checkpoints.read_config(tmp_path)[0] == "llama"
+    assert meta["model_type"] == checkpoints.HF_MODEL_TYPES[arch][0] and meta["arch"] == arch
+    assert checkpoints.read_config(tmp_path)[0] == arch
     hf = AutoModelForCausalLM.from_pretrained(tmp_path)
     hf.save_pretrained(tmp_path / "again")
+    with pytest.raises(ValueError, match="upload_folder"):
+        hf.save_pretrained(tmp_path / "hub", push_to_hub=True)
     back = checkpoints.load_pretrained(tmp_path / "again")
     for name, p in model.state_dict().items():
         assert torch.equal(p, back.state_dict()[name])
     for folder in (tmp_path, tmp_path / "again"):  # a model card in every saved folder, training or not
         card = (folder / "README.md").read_text()
-        assert "llama: 1 blocks, d 32, 4 heads, vocab 64" in card
+        assert f"{arch}: 1 blocks, d 32, 4 heads, vocab 64" in card
         assert f"| parameters | {model.num_params(non_embedding=False):,} (" in card
 
 

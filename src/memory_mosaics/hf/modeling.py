@@ -177,6 +177,13 @@ class MosaicsForCausalLM(MosaicsPreTrainedModel, GenerationMixin):
         return hf.eval()
 
     def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
+        """Our folder (``checkpoints.save_model``: config.json, model.safetensors, a model card) and the generation
+        config; transformers' sharding and serialisation options do not apply."""
+        if kwargs.get("push_to_hub"):
+            raise ValueError(
+                "save_pretrained(push_to_hub=True) is not supported: save the folder, then upload it with "
+                "huggingface_hub.upload_folder"
+            )
         checkpoints.save_model(self.model, save_directory)
         self.generation_config.save_pretrained(save_directory)
 
