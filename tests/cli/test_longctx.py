@@ -56,6 +56,23 @@ def test_needle_on_a_shard(tmp_path, shard, kind):
     assert "n/a" in md and "learned positions" in md
 
 
+def test_needle_context_extension(tmp_path, capsys):
+    out = tmp_path / "ft"
+    argv = ["longctx", "needle", "--out", str(out), *TINY, "--models", "mosaic2", "gpt", "--train-len", "32"]
+    argv += ["--multiples", "1", "2", "--needles", "2", "--noise-vocab", "16"]
+    assert main([*argv, "--finetune-multiple", "2", "--finetune-steps", "1", "2"]) == 0
+    results, md = check_folder(out, "accuracy_vs_seq_len.png")
+    v2 = results["runs"][0]
+    assert [r["steps"] for r in v2["finetune"]] == [0, 1, 2] and results["config"]["suite"]["finetune_len"] == 64
+    assert "## Context extension: accuracy at 64 tokens" in md and "| GPT-2 (learned positions) | 16 | n/a |" in md
+    assert main([*argv, "--finetune-steps"]) == 0  # none: no fine-tune
+    assert "finetune" not in json.loads((out / "results.json").read_text())["runs"][0]
+    assert main(argv) == 0  # the preset's multiple (4) is not tested here: the longest tested one instead
+    assert json.loads((out / "results.json").read_text())["config"]["suite"]["finetune_len"] == 64
+    assert main([*argv, "--finetune-multiple", "4", "--finetune-steps", "1"]) == 2
+    assert "--finetune-multiple 4 is not one of --multiples [1, 2]" in capsys.readouterr().err
+
+
 def test_fewshot_and_presets(tmp_path):
     out = tmp_path / "fs"
     argv = ["longctx", "fewshot", "--out", str(out), *TINY, "--models", "llama", "--train-shots", "1"]

@@ -11,6 +11,7 @@ config.json (every option and seed), results.json, results.md and the plot."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "pairs": [4, 8, 16, 32, 64],
             "vocab_size": 512,
         },
-        "needle": {"widths": [64], "steps": 400, "train_len": 256, "multiples": [1, 2, 4, 8], "needles": 4},
+        "needle": {
+            "widths": [64],
+            "steps": 400,
+            "train_len": 256,
+            "multiples": [1, 2, 4, 8],
+            "needles": 4,
+            "finetune_multiple": 4,
+            "finetune_steps": [1, 2, 8],
+        },
         "fewshot": {"widths": [64], "steps": 400, "train_shots": [1, 2, 3, 4], "test_shots": [0, 1, 2, 4, 8, 16]},
     },
     "gpu": {
@@ -44,7 +53,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "pairs": [4, 8, 16, 32, 64],
             "vocab_size": 8192,
         },
-        "needle": {"widths": [256], "steps": 4000, "train_len": 256, "multiples": [1, 2, 4, 8], "needles": 8},
+        "needle": {
+            "widths": [256],
+            "steps": 4000,
+            "train_len": 256,
+            "multiples": [1, 2, 4, 8],
+            "needles": 8,
+            "finetune_multiple": 4,
+            "finetune_steps": [1, 2, 8],
+        },
         "fewshot": {"widths": [256], "steps": 4000, "train_shots": [1, 2, 4, 8], "test_shots": [0, 1, 2, 4, 8, 16, 32]},
     },
 }
@@ -69,6 +86,9 @@ FIXED = {
     "labels": 16,
     "pool": 64,
     "noise": 0.25,
+    "finetune_multiple": None,
+    "finetune_steps": [],
+    "finetune_lr": None,
 }
 
 
@@ -148,6 +168,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     n.add_argument("--key-len", type=positive, help="tokens per needle key (default 1)")
     n.add_argument("--value-len", type=positive, help="tokens per needle value (default 1)")
     n.add_argument("--hops", type=positive, help="vt: assignments after the first in each chain (default 2)")
+    n.add_argument(
+        "--finetune-multiple",
+        type=positive,
+        help="context extension: after training, fine-tune at this multiple of the training length, one of "
+        "--multiples (presets: 4, i.e. 1024 tokens)",
+    )
+    n.add_argument(
+        "--finetune-steps",
+        nargs="*",
+        type=positive,
+        help="fine-tune step counts, each from the trained model (presets: 1 2 8; none given: no fine-tune)",
+    )
+    n.add_argument("--finetune-lr", type=float, help="constant fine-tune lr (default: the schedule's last, lr/10)")
     f = sub.add_parser(
         "fewshot",
         help="few-shot classification with anonymous labels, accuracy against shots",
@@ -165,12 +198,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve(args: argparse.Namespace) -> dict[str, Any]:
-    """The options: the flags given, else the preset's, else the fixed defaults."""
+    """The options: the flags given, else the preset's, else the fixed defaults. A preset's fine-tune multiple that
+    the test lengths given do not include becomes the longest of them (a given one is checked instead)."""
     preset = {**FIXED, **PRESETS[args.preset]["*"], **PRESETS[args.preset][args.task]}
     opts = {k: v for k, v in vars(args).items() if not k.startswith("_")}
     for k, v in preset.items():
         if opts.get(k) is None:
             opts[k] = v
+    if getattr(args, "finetune_multiple", 0) is None and opts["finetune_multiple"] not in opts["multiples"]:
+        opts["finetune_multiple"] = max(opts["multiples"])
     return opts
 
 
@@ -207,12 +243,10 @@ def build_task(o: dict[str, Any]) -> Any:
     return FewShotTask(fs, o["classes"], tuple(o["train_shots"]), tuple(o["test_shots"]), o["data_seed"])
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def configure(o: dict[str, Any]) -> tuple[Any, Any]:
+    """The task and the suite's configuration from the resolved options; a ValueError names what is wrong."""
+    from memory_mosaics.experiments.longctx.run import SuiteConfig
 
-    from memory_mosaics.experiments.longctx.run import SuiteConfig, run_suite
-
-    o = resolve(args)
     task = build_task(o)
     fields = (
         "widths",
@@ -234,8 +268,34 @@ def run(args: argparse.Namespace) -> int:
         "long_delay_max",
         "device",
         "dtype",
+        "finetune_steps",
+        "finetune_lr",
     )
-    cfg = SuiteConfig(models=list(o["models"]), progress=not o["no_progress"], **{k: o[k] for k in fields})
+    ft_len = o["train_len"] * o["finetune_multiple"] if o["finetune_steps"] and o["finetune_multiple"] else None
+    if o["finetune_steps"] and ft_len is None:
+        raise ValueError("--finetune-steps needs --finetune-multiple, the length to fine-tune at")
+    if ft_len is not None and o["finetune_multiple"] not in o["multiples"]:
+        raise ValueError(f"--finetune-multiple {o['finetune_multiple']} is not one of --multiples {o['multiples']}")
+    cfg = SuiteConfig(
+        models=list(o["models"]),
+        progress=not o["no_progress"],
+        finetune_len=ft_len,
+        **{k: o[k] for k in fields},
+    )
+    return task, cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from memory_mosaics.experiments.longctx.run import run_suite
+
+    o = resolve(args)
+    try:
+        task, cfg = configure(o)
+    except (ValueError, FileNotFoundError) as e:  # refused before any work: one line, no traceback
+        print(f"mosaic longctx {o['task']}: error: {e}", file=sys.stderr)
+        return 2
     out = Path(o["out"] or f"runs/longctx_{task.name}")
     threads = torch.get_num_threads()
     if o["threads"]:

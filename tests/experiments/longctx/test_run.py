@@ -1,5 +1,7 @@
 """The suite's loop: matched bodies, the engine's training step on task batches, scoring only the scored positions."""
 
+import math
+
 import pytest
 import torch
 
@@ -135,3 +137,55 @@ def test_hf_baselines_are_matched_causal_and_train(name):
     trained = train_model(model, task, cfg, torch.device("cpu"), name)
     assert all(torch.isfinite(torch.tensor(c["loss"])) for c in trained["curve"])
     assert evaluate(model, task, cfg, torch.device("cpu"))[2]["accuracy"] is not None  # reads past its training length
+
+
+def tiny_needles():
+    from memory_mosaics.experiments.longctx.needle import Haystack
+    from memory_mosaics.experiments.longctx.tasks import NeedleTask
+
+    return NeedleTask(Haystack.noise(16), 32, (1, 2), n_needles=2, n_keys=8, n_values=8, seed=3)
+
+
+def test_finetune_batches_are_their_own_and_at_their_length():
+    task = tiny_needles()
+    ft = task.finetune_batch(64, 0, 0, 4)
+    assert ft.inputs.shape == (4, 64) and int(ft.scored.sum()) == 4
+    assert not torch.equal(ft.inputs, task.eval_batch(1, 0, 4).inputs)
+    assert torch.equal(ft.inputs, task.finetune_batch(64, 0, 0, 4).inputs)  # seeded
+    assert not torch.equal(ft.inputs, task.finetune_batch(64, 1, 0, 4).inputs)
+
+
+def test_the_finetune_starts_from_the_trained_model_and_leaves_it_alone():
+    from memory_mosaics.experiments.longctx.run import _train, finetune
+
+    task = tiny_needles()
+    cfg = SuiteConfig(steps=3, batch_size=4, eval_sequences=8, finetune_len=64, finetune_steps=[2], progress=False)
+    torch.manual_seed(0)
+    model, _ = make_model("llama", {**FIELDS, "vocab_size": task.vocab_size}, V2)
+    _, run = _train(model, task, cfg, torch.device("cpu"), "llama")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tuned, losses = finetune(run, task, cfg, 2)
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the trained model is untouched
+    assert any(not torch.equal(v, tuned.state_dict()[k]) for k, v in before.items())
+    # the optimiser state carried over: one more step of Adam, not a first step from fresh moments
+    step = next(iter(run.optimizer.state.values()))["step"]
+    assert float(step) == 3
+
+
+def test_run_suite_records_the_finetune_at_its_test_point():
+    task = tiny_needles()
+    kw = dict(models=["mosaic", "gpt"], widths=[16], n_layer=1, n_head=2, steps=2, batch_size=4, eval_sequences=8)
+    cfg = SuiteConfig(**kw, finetune_len=64, finetune_steps=[1, 2], progress=False)
+    results = run_suite(task, cfg)
+    mosaic, gpt = results["runs"]
+    assert [r["steps"] for r in mosaic["finetune"]] == [0, 1, 2]
+    assert mosaic["finetune"][0]["accuracy"] == mosaic["eval"][1]["accuracy"]  # 0 steps: the trained model, at 64
+    assert all(r["seq_len"] == 64 and r["accuracy"] is not None for r in mosaic["finetune"])
+    assert all(r["accuracy"] is None for r in gpt["finetune"])  # 32 learned positions cannot read 64 tokens
+    with pytest.raises(ValueError, match="not one of the test lengths"):
+        run_suite(task, SuiteConfig(**kw, finetune_len=48, finetune_steps=[1], progress=False))
+    with pytest.raises(ValueError, match="no context-extension fine-tune"):
+        run_suite(tiny_mqar(), SuiteConfig(**kw, finetune_len=64, finetune_steps=[1], progress=False))
+    with pytest.raises(ValueError, match="needs finetune_len"):
+        SuiteConfig(finetune_steps=[1])

@@ -45,6 +45,28 @@ def table(results: dict[str, Any]) -> str:
     return text
 
 
+def finetune_table(results: dict[str, Any]) -> str:
+    """The context-extension fine-tune, where the run made one: accuracy at the fine-tune length after k steps
+    there (0: as trained), one row per (model, width). Empty otherwise."""
+    runs = [r for r in results["runs"] if r.get("finetune")]
+    if not runs:
+        return ""
+    s = results["config"]["suite"]
+    lr = s["finetune_lr"] if s["finetune_lr"] is not None else s["lr"] * s["min_lr_frac"]
+    steps = [row["steps"] for row in runs[0]["finetune"]]
+    head = ["model", "d", *(f"{k} steps" for k in steps)]
+    lines = [
+        f"\n## Context extension: accuracy at {s['finetune_len']} tokens after k fine-tune steps there\n",
+        f"Trained at {cfg_train_len(results)}; each fine-tune starts from the trained model and its optimiser state, "
+        f"constant lr {lr:g}, batches of {s['batch_size']}; the test sequences are those of the table above.\n",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for run in runs:
+        lines.append("| " + " | ".join([run["label"], str(run["n_embd"]), *map(_cell, run["finetune"])]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(results: dict[str, Any], out_dir: Path) -> list[Path]:
     """results.md (configuration line, table, wall time) and the task's plot; returns the files written."""
     cfg = results["config"]
@@ -56,6 +78,7 @@ def write_report(results: dict[str, Any], out_dir: Path) -> list[Path]:
         f"seed {s['seed']}, data seed {cfg['task']['data_seed']}, {s['eval_sequences']} test sequences per point, "
         f"device {cfg['device']}; bodies matched to Memory Mosaic v1's (12·d² per block).\n",
         table(results),
+        finetune_table(results),
         f"\nWall time: {results.get('wall_seconds', 0.0):.0f} s.\n",
     ]
     (out_dir / "results.md").write_text("\n".join(md))

@@ -6,10 +6,15 @@ long-term delay m drawn per step from the seed, dropout reseeding, clipping, Ada
 schedule and the models' own optimiser groups; only the batch source differs from ``mosaic train`` (a task's seeded
 batches instead of windows of a token shard), so ``_TaskRun`` carries just what ``step`` reads of a ``Run``.
 Scoring is greedy: a scored position is right when the argmax of the logits is its target.
+
+The context-extension fine-tune (the v2 paper's §7: a model trained at a short length, then a few optimiser steps at
+a longer one) continues each trained model from its optimiser state at the schedule's last learning rate, on
+batches at ``finetune_len`` drawn apart from training and test, and scores the same test sequences again.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -56,6 +61,9 @@ class SuiteConfig:
     long_delay: int = 16  # v2's m at inference (and in training for mosaic2-fixed)
     long_delay_min: int = 16  # mosaic2 draws m per step from [min, max]
     long_delay_max: int = 32
+    finetune_len: int | None = None  # context extension: fine-tune at this test length after training ...
+    finetune_steps: list[int] = field(default_factory=list)  # ... for each of these step counts, from the same model
+    finetune_lr: float | None = None  # constant; None: the schedule's last, lr·min_lr_frac
     device: str = "auto"
     dtype: str = "auto"
     progress: bool = True
@@ -68,6 +76,10 @@ class SuiteConfig:
             raise ValueError(f"batch_size {self.batch_size} is not a multiple of micro_batch_size")
         if any(w % self.n_head for w in self.widths):
             raise ValueError(f"every width in {self.widths} must be a multiple of n_head {self.n_head}")
+        if self.finetune_steps and self.finetune_len is None:
+            raise ValueError("finetune_steps needs finetune_len, the length to fine-tune and test at")
+        if any(k < 1 for k in self.finetune_steps):
+            raise ValueError(f"finetune_steps must be >= 1, got {self.finetune_steps}")
 
     @property
     def v2(self) -> dict[str, int]:
@@ -76,13 +88,18 @@ class SuiteConfig:
 
 
 class _Order:
-    """``engine.step``'s batch source: micro-batch ``m`` of step ``s`` is the task's training batch (s, m)."""
+    """``engine.step``'s batch source: micro-batch ``m`` of step ``s`` is the task's training batch (s, m), or with
+    ``seq_len`` its fine-tune batch at that length."""
 
-    def __init__(self, task: Task) -> None:
-        self.task = task
+    def __init__(self, task: Task, seq_len: int | None = None) -> None:
+        self.task, self.seq_len = task, seq_len
 
     def micro_batch(self, step: int, rank: int, world: int, micro: int, micro_size: int) -> tuple[Tensor, Tensor]:
-        b = self.task.train_batch(step, rank * 1_000 + micro, micro_size)
+        key = rank * 1_000 + micro
+        if self.seq_len is None:
+            b = self.task.train_batch(step, key, micro_size)
+        else:
+            b = self.task.finetune_batch(self.seq_len, step, key, micro_size)  # type: ignore[attr-defined]
         return b.inputs, b.targets
 
 
@@ -103,22 +120,30 @@ class _TaskRun:
     fsdp: bool = False
 
 
-def train_model(model: LanguageModel, task: Task, cfg: SuiteConfig, device: torch.device, desc: str) -> dict[str, Any]:
-    """``cfg.steps`` optimiser steps on the task's training batches; returns the loss curve and the seconds."""
+def _task_run(
+    model: LanguageModel, task: Task, cfg: SuiteConfig, device: torch.device, schedule: WarmupCosine, order: _Order
+) -> _TaskRun:
     precision = autocast_dtype(cfg.dtype, device)
     micro = cfg.micro_batch_size or cfg.batch_size
-    run = _TaskRun(
+    return _TaskRun(
         cfg=cfg,
         d=Dist(device=device),
         geometry=Geometry(micro, cfg.batch_size // micro),
-        schedule=WarmupCosine(cfg.lr, cfg.lr * cfg.min_lr_frac, cfg.warmup_steps, cfg.steps),
+        schedule=schedule,
         model=model,
         wrapped=model,
-        order=_Order(task),
+        order=order,
         optimizer=model.configure_optimizers(cfg.weight_decay, cfg.lr, fused=device.type == "cuda"),
         scaler=torch.amp.GradScaler(device.type, enabled=precision == torch.float16),
         precision=precision,
     )
+
+
+def _train(
+    model: LanguageModel, task: Task, cfg: SuiteConfig, device: torch.device, desc: str
+) -> tuple[dict, _TaskRun]:
+    schedule = WarmupCosine(cfg.lr, cfg.lr * cfg.min_lr_frac, cfg.warmup_steps, cfg.steps)
+    run = _task_run(model, task, cfg, device, schedule, _Order(task))
     bar = progress_bar(cfg.steps, 0, cfg.progress)
     bar.set_description(desc)
     model.train()
@@ -134,7 +159,27 @@ def train_model(model: LanguageModel, task: Task, cfg: SuiteConfig, device: torc
             window = []
         bar.update(1)
     bar.close()
-    return {"train_seconds": time.perf_counter() - t0, "curve": curve, "final_loss": curve[-1]["loss"]}
+    return {"train_seconds": time.perf_counter() - t0, "curve": curve, "final_loss": curve[-1]["loss"]}, run
+
+
+def train_model(model: LanguageModel, task: Task, cfg: SuiteConfig, device: torch.device, desc: str) -> dict[str, Any]:
+    """``cfg.steps`` optimiser steps on the task's training batches; returns the loss curve and the seconds."""
+    return _train(model, task, cfg, device, desc)[0]
+
+
+def finetune(trained: _TaskRun, task: Task, cfg: SuiteConfig, steps: int) -> tuple[LanguageModel, list[float]]:
+    """A copy of the trained model after ``steps`` more optimiser steps at ``cfg.finetune_len`` (its optimiser state
+    carried over, a constant learning rate); the model that trained is left as it is. Returns the copy and the
+    fine-tune losses."""
+    assert cfg.finetune_len is not None
+    lr = cfg.finetune_lr if cfg.finetune_lr is not None else cfg.lr * cfg.min_lr_frac
+    model = copy.deepcopy(trained.model)
+    run = _task_run(model, task, cfg, trained.d.device, WarmupCosine(lr, lr, 0, steps), _Order(task, cfg.finetune_len))
+    run.optimizer.load_state_dict(copy.deepcopy(trained.optimizer.state_dict()))  # same model, same parameter order
+    model.train()
+    # step indices after training's: v2 draws its m for them as training would have gone on
+    losses = [float(engine.step(run, cfg.steps + s)[0]) for s in range(steps)]  # type: ignore[arg-type]
+    return model, losses
 
 
 @torch.no_grad()
@@ -143,34 +188,46 @@ def evaluate(model: LanguageModel, task: Task, cfg: SuiteConfig, device: torch.d
     positions are all right (``sequence_accuracy``). A point longer than the model can read (GPT's learned positions)
     is recorded with its reason instead of a number."""
     model.eval()
-    precision = autocast_dtype(cfg.dtype, device)
-    out = []
-    for j, point in enumerate(task.points()):
-        row: dict[str, Any] = {**point.values, "seq_len": point.seq_len}
-        if model.max_context is not None and point.seq_len > model.max_context:
-            row.update(accuracy=None, note=f"cannot read {point.seq_len} tokens: {model.max_context} learned positions")
-            out.append(row)
-            continue
-        right = scored = seq_right = seqs = 0
-        loss_sum = 0.0
-        for i in range(math.ceil(cfg.eval_sequences / cfg.eval_batch_size)):
-            size = min(cfg.eval_batch_size, cfg.eval_sequences - i * cfg.eval_batch_size)
-            b = task.eval_batch(j, i, size)
-            x, y = b.inputs.to(device), b.targets.to(device)
-            with autocast(device, precision):
-                logits = model(x)[0]
-            mask = y != IGNORE
-            logits = logits.float()[mask]
-            hit = logits.argmax(-1) == y[mask]
-            loss_sum += float(torch.nn.functional.cross_entropy(logits, y[mask], reduction="sum"))
-            right, scored = right + int(hit.sum()), scored + int(mask.sum())
-            per_seq = torch.zeros_like(y, dtype=torch.bool)
-            per_seq[mask] = ~hit
-            seq_right, seqs = seq_right + int((~per_seq.any(1)).sum()), seqs + y.shape[0]
-        row.update(accuracy=right / scored, sequence_accuracy=seq_right / seqs, loss=loss_sum / scored, scored=scored)
-        out.append(row)
+    out = [evaluate_point(model, task, j, cfg, device) for j in range(len(task.points()))]
     model.train()
     return out
+
+
+@torch.no_grad()
+def evaluate_point(model: LanguageModel, task: Task, j: int, cfg: SuiteConfig, device: torch.device) -> dict[str, Any]:
+    """``evaluate`` at the task's evaluation point ``j`` alone; the model stays in the mode it is in."""
+    precision = autocast_dtype(cfg.dtype, device)
+    point = task.points()[j]
+    row: dict[str, Any] = {**point.values, "seq_len": point.seq_len}
+    if model.max_context is not None and point.seq_len > model.max_context:
+        return {
+            **row,
+            "accuracy": None,
+            "note": f"cannot read {point.seq_len} tokens: {model.max_context} learned positions",
+        }
+    right = scored = seq_right = seqs = 0
+    loss_sum = 0.0
+    for i in range(math.ceil(cfg.eval_sequences / cfg.eval_batch_size)):
+        size = min(cfg.eval_batch_size, cfg.eval_sequences - i * cfg.eval_batch_size)
+        b = task.eval_batch(j, i, size)
+        x, y = b.inputs.to(device), b.targets.to(device)
+        with autocast(device, precision):
+            logits = model(x)[0]
+        mask = y != IGNORE
+        logits = logits.float()[mask]
+        hit = logits.argmax(-1) == y[mask]
+        loss_sum += float(torch.nn.functional.cross_entropy(logits, y[mask], reduction="sum"))
+        right, scored = right + int(hit.sum()), scored + int(mask.sum())
+        per_seq = torch.zeros_like(y, dtype=torch.bool)
+        per_seq[mask] = ~hit
+        seq_right, seqs = seq_right + int((~per_seq.any(1)).sum()), seqs + y.shape[0]
+    return {
+        **row,
+        "accuracy": right / scored,
+        "sequence_accuracy": seq_right / seqs,
+        "loss": loss_sum / scored,
+        "scored": scored,
+    }
 
 
 def run_suite(task: Task, cfg: SuiteConfig, out_dir: Path | None = None, extra: dict[str, Any] | None = None) -> dict:
@@ -178,6 +235,7 @@ def run_suite(task: Task, cfg: SuiteConfig, out_dir: Path | None = None, extra: 
     scored. With ``out_dir``: config.json first, then results.json after every model (a long run shows its progress
     and keeps what it finished), results.md and the plots at the end."""
     device = pick_device(cfg.device)
+    ft_point = _finetune_point(task, cfg)
     config = {
         "suite": asdict(cfg),
         "task": task.describe(),
@@ -202,9 +260,10 @@ def run_suite(task: Task, cfg: SuiteConfig, out_dir: Path | None = None, extra: 
             torch.manual_seed(cfg.seed)
             model, resolved = make_model(name, fields, cfg.v2)
             model = model.to(device)
-            trained = train_model(model, task, cfg, device, f"{name} d{width}")
+            trained, run = _train(model, task, cfg, device, f"{name} d{width}")
             t = time.perf_counter()
             evals = evaluate(model, task, cfg, device)
+            tuned = [] if ft_point is None else _finetunes(run, task, cfg, ft_point, evals[ft_point])
             results["runs"].append(
                 {
                     "model": name,
@@ -216,6 +275,7 @@ def run_suite(task: Task, cfg: SuiteConfig, out_dir: Path | None = None, extra: 
                     **trained,
                     "eval_seconds": time.perf_counter() - t,
                     "eval": evals,
+                    **({"finetune": tuned} if tuned else {}),
                 }
             )
             results["wall_seconds"] = time.perf_counter() - t0
@@ -226,6 +286,33 @@ def run_suite(task: Task, cfg: SuiteConfig, out_dir: Path | None = None, extra: 
 
         write_report(results, out_dir)
     return results
+
+
+def _finetune_point(task: Task, cfg: SuiteConfig) -> int | None:
+    """The evaluation point the fine-tune is scored at (its test sequences are the point's), checked before any
+    training; None without a fine-tune."""
+    if not cfg.finetune_steps:
+        return None
+    if not hasattr(task, "finetune_batch"):
+        raise ValueError(f"the {task.name} task has no context-extension fine-tune (needle and vt have)")
+    lengths = [p.seq_len for p in task.points()]
+    if cfg.finetune_len not in lengths:
+        raise ValueError(f"finetune_len {cfg.finetune_len} is not one of the test lengths {lengths}")
+    return lengths.index(cfg.finetune_len)
+
+
+def _finetunes(run: _TaskRun, task: Task, cfg: SuiteConfig, j: int, before: dict[str, Any]) -> list[dict[str, Any]]:
+    """Accuracy at test point ``j`` after each of ``cfg.finetune_steps`` steps at its length, from the trained model;
+    0 steps is the trained model itself."""
+    rows = [{"steps": 0, **before}]
+    for k in cfg.finetune_steps:
+        if before.get("accuracy") is None:  # the model cannot read that length (GPT's learned positions)
+            rows.append({"steps": k, **before})
+            continue
+        model, losses = finetune(run, task, cfg, k)
+        model.eval()
+        rows.append({"steps": k, **evaluate_point(model, task, j, cfg, run.d.device), "finetune_losses": losses})
+    return rows
 
 
 def read_results(out_dir: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from memory_mosaics.experiments.longctx.fewshot import FewShot
 from memory_mosaics.experiments.longctx.needle import Haystack, Layout, needles, variable_tracking
 
 EVAL = 0xE7A1  # salt of the evaluation draws: never the training batches
+FINETUNE = 0xF17E  # salt of the context-extension fine-tune's batches: neither training nor test sequences
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,10 @@ class NeedleTask(Task):
 
     def train_batch(self, step: int, micro: int, size: int) -> TaskBatch:
         return self._draw(self.train_len, size, (step, micro))
+
+    def finetune_batch(self, seq_len: int, step: int, micro: int, size: int) -> TaskBatch:
+        """A training batch at another length (the context-extension fine-tune), drawn apart from every other."""
+        return self._draw(seq_len, size, (FINETUNE, seq_len, step, micro))
 
     def points(self) -> list[Point]:
         return [Point(self.train_len * m, {"seq_len": self.train_len * m}) for m in self.multiples]
