@@ -161,7 +161,8 @@ class LanguageModel(nn.Module):
     # ---- accounting ----------------------------------------------------------------------------------------------
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; ``non_embedding`` drops the token and position embeddings (the tied head is not double
-        counted)."""
+        counted; an untied head, as llama's and v2's, stays: it is a weight of the body's last matmul, as in FLOP
+        counts). Sizes matched across tied and untied models use ``models.sizes.body_params``, which drops both."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
             n -= self.wte.weight.numel() + sum(self.get_parameter(name).numel() for name in self.position_params)
