@@ -218,8 +218,8 @@ class MosaicV2Block(nn.Module):
         """For a streamed chunk: W_φ h, W_g h, W_λ h and W_ψ h of each memory run, in one matmul, so a streamed token
         dispatches one linear instead of eight (at batch 1 on a CPU, dispatch costs as much as compute). The joined
         weight is kept in a ParamCache, under the last memory's key extractor (a module no other entry uses).
-        Training does not join them: the views of one joined output would keep it all alive for the backward (a
-        6 % more peak memory at the throughput benchmark's shape, results/README.md), for no measurable speed."""
+        Training does not join them: the views of one joined output would keep it all alive for the backward
+        (6 % more peak memory at the throughput benchmark's shape, results/README.md), for no measurable speed."""
         memories = [self.short_term, self.long_term] if long_term else [self.short_term]
         linears = [lin for m in memories for lin in m.projections()]
 
