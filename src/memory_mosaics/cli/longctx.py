@@ -39,6 +39,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "train_len": 256,
             "multiples": [1, 2, 4, 8],
             "needles": 4,
+            "hops": 1,  # vt: a chain of two assignments needs two lookups, what 2 blocks can chain
             "finetune_multiple": 4,
             "finetune_steps": [1, 2, 8],
         },
@@ -167,7 +168,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     n.add_argument("--queries", type=positive, help="needles (chains) asked about at the end (default 1)")
     n.add_argument("--key-len", type=positive, help="tokens per needle key (default 1)")
     n.add_argument("--value-len", type=positive, help="tokens per needle value (default 1)")
-    n.add_argument("--hops", type=positive, help="vt: assignments after the first in each chain (default 2)")
+    n.add_argument(
+        "--hops", type=positive, help="vt: assignments after the first in each chain (presets: cpu 1, gpu 2)"
+    )
     n.add_argument(
         "--finetune-multiple",
         type=positive,
