@@ -150,6 +150,10 @@ class HFRecurrentLM(LanguageModel):
                 num_hidden_layers=config.n_layer,
                 state_size=config.state_size,
                 use_cache=False,
+                # without the fused kernels, transformers' own fallback for training: mamba.py's parallel scan where
+                # the package is installed (the hf extra), else a loop over time whose backward costs O(T²) memory
+                # traffic (809 s against 27 s for one step of the RegBench default on a CPU)
+                use_mambapy=True,
             )
             hf.intermediate_size = config.inner or 2 * d  # expand must be an integer; the width need not be k·d
             self.backbone = tf.MambaModel(hf)
