@@ -54,7 +54,7 @@ def finetune_table(results: dict[str, Any]) -> str:
     s = results["config"]["suite"]
     lr = s["finetune_lr"] if s["finetune_lr"] is not None else s["lr"] * s["min_lr_frac"]
     steps = [row["steps"] for row in runs[0]["finetune"]]
-    head = ["model", "d", *(f"{k} steps" for k in steps)]
+    head = ["model", "d", *(f"{k} step{'' if k == 1 else 's'}" for k in steps)]
     lines = [
         f"\n## Context extension: accuracy at {s['finetune_len']} tokens after k fine-tune steps there\n",
         f"Trained at {cfg_train_len(results)}; each fine-tune starts from the trained model and its optimiser state, "
