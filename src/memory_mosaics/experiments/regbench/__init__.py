@@ -14,6 +14,8 @@ Choices where the sources leave room (each keeps the protocol's law of the data 
 - The n-gram distribution is not renormalised when every seen letter has already followed the history (as in the
   benchmark's algorithm); renormalising changes the pooled TVD by less than 1e-4.
 - Sequences are right-padded per batch instead of per split (causal models are unaffected); ignored labels are -1.
-- Both models get the same optimiser, schedule, gradient clip (1.0, the Memory Mosaics glue's value), dropout and the
-  glue's 1/sqrt(d) logit scaling (``scale_logits``, on in the CPU default and under ``--glue``).
+- Every model gets the same optimiser, schedule, gradient clip (1.0, the Memory Mosaics glue's value), dropout and the
+  glue's 1/sqrt(d) logit scaling (``scale_logits``, on in the CPU default and under ``--glue``); the recurrent
+  baselines (LSTM, Mamba, RWKV) take those of these options that apply to them (``train`` says which) and a body of
+  the Memory Mosaic's size.
 """
