@@ -148,14 +148,19 @@ def run_isolated(target: Callable, *args: object, env: dict[str, str] | None = N
     return result
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_shape_arguments(p: argparse.ArgumentParser) -> None:
+    """The training shape this benchmark and v2_scan_share.py share (their defaults: issue #23's 4 blocks, d 256)."""
     p.add_argument("--contexts", type=int, nargs="+", default=[512, 2048])
     p.add_argument("--batch", type=positive, default=8)
     p.add_argument("--layers", type=positive, default=4)
     p.add_argument("--d", type=int, default=256)
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--vocab", type=int, default=4096)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_shape_arguments(p)
     p.add_argument(
         "--pair", nargs=2, default=["mosaic", "gpt"], choices=sorted(MODELS), metavar=("OURS", "BASELINE"),
         help="the two architectures (default: mosaic gpt; mosaic2 llama for v2)",

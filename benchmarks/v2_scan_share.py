@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import trainer  # the same model, data and AdamW step as the throughput benchmark
+from throughput import add_shape_arguments, trainer  # the same model, data and AdamW step as the throughput benchmark
 
 from memory_mosaics.cli.types import positive
 from memory_mosaics.models import mosaic_v2
@@ -93,12 +93,7 @@ def scan_alone_ms(args: argparse.Namespace, context: int) -> dict[str, dict[str,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--contexts", type=int, nargs="+", default=[512, 2048])
-    p.add_argument("--batch", type=positive, default=8)
-    p.add_argument("--layers", type=positive, default=4)
-    p.add_argument("--d", type=int, default=256)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--vocab", type=int, default=4096)
+    add_shape_arguments(p)
     p.add_argument("--short-window", type=positive, default=256, help="h")
     p.add_argument("--long-delay", type=positive, default=64, help="m")
     p.add_argument("--steps", type=positive, default=4, help="timed rounds (one step of each model, in turn)")
