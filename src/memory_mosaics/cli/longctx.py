@@ -274,9 +274,7 @@ def configure(o: dict[str, Any]) -> tuple[Any, Any]:
         "finetune_steps",
         "finetune_lr",
     )
-    ft_len = o["train_len"] * o["finetune_multiple"] if o["finetune_steps"] and o["finetune_multiple"] else None
-    if o["finetune_steps"] and ft_len is None:
-        raise ValueError("--finetune-steps needs --finetune-multiple, the length to fine-tune at")
+    ft_len = o["train_len"] * o["finetune_multiple"] if o["finetune_steps"] else None
     if ft_len is not None and o["finetune_multiple"] not in o["multiples"]:
         raise ValueError(f"--finetune-multiple {o['finetune_multiple']} is not one of --multiples {o['multiples']}")
     cfg = SuiteConfig(
